@@ -1,0 +1,241 @@
+#include "options.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char cli_usage[] =
+    "usage: sockjoin [OPTIONS] SIDE_A SIDE_B\n"
+    "\n"
+    "Joins two sockets and relays bytes both ways.\n"
+    "\n"
+    "SIDE:\n"
+    "  listen:[HOST:]PORT    accept TCP connections (PORT 0 picks a free port)\n"
+    "  connect:HOST:PORT     connect out over TCP\n"
+    "  unix-listen:PATH      accept on a Unix socket\n"
+    "  unix:PATH             connect to a Unix socket\n"
+    "  stdio                 standard input and output (one pair)\n"
+    "  HOST is a name, an IPv4 address or [IPv6].\n"
+    "\n"
+    "Two listening sides pair their connections first-in first-out; a listening\n"
+    "side joined to a connecting side makes one outbound connection per accepted\n"
+    "connection; two connecting sides make one pair.\n"
+    "\n"
+    "OPTIONS:\n"
+    "  -v, --verbose             lifecycle events on stderr\n"
+    "  --log-traffic[=ascii|hex] every relayed chunk on stderr\n"
+    "  --timeout SECONDS         end when SECONDS pass with no pair, then when the\n"
+    "                            last pair closes (default: run until signalled)\n"
+    "  --connect-timeout SECONDS outbound connect deadline (default 10)\n"
+    "  --max-pairs N             at most N pairs at once (default unlimited)\n"
+    "  --buffer BYTES            per-direction high-water mark (default 256k)\n"
+    "  --keepalive IDLE,INTERVAL,COUNT  TCP keep-alive (default 60,10,5)\n"
+    "  --no-keepalive            turn TCP keep-alive off\n"
+    "  --stats                   print stats as JSON on stderr at exit\n"
+    "  -h, --help                this text\n"
+    "  --version                 the version\n";
+
+static cli_action_t usage_error(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return CLI_USAGE_ERROR;
+}
+
+/* A positive, finite number of seconds, at most a year. */
+static int parse_seconds(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 31536000)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* A decimal integer from min to max, with an optional k/m/g suffix when
+ * allow_suffix (powers of 1024). */
+static int parse_count(const char *s, unsigned long long min, unsigned long long max,
+                       int allow_suffix, unsigned long long *out) {
+  if (*s < '0' || *s > '9')
+    return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0)
+    return -1;
+  if (allow_suffix && *end != '\0' && end[1] == '\0') {
+    int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20
+              : *end == 'g' || *end == 'G' ? 30 : -1;
+    if (shift < 0 || v > (max >> shift))
+      return -1;
+    v <<= shift;
+    end++;
+  }
+  if (*end != '\0' || v < min || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_keepalive(const char *s, sj_keepalive_t *ka) {
+  unsigned long long v[3];
+  char buf[64];
+  if (strlen(s) >= sizeof buf)
+    return -1;
+  snprintf(buf, sizeof buf, "%s", s);
+  char *save = NULL, *tok = strtok_r(buf, ",", &save);
+  int n = 0;
+  for (; tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+    if (n == 3 || parse_count(tok, 1, 86400 * 7, 0, &v[n]) != 0)
+      return -1;
+    n++;
+  }
+  if (n != 3 || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
+    return -1;
+  *ka = (sj_keepalive_t){1, (unsigned)v[0], (unsigned)v[1], (unsigned)v[2]};
+  return 0;
+}
+
+/* Options that take a value; the value follows as "--name=VALUE" or as the
+ * next argument. */
+typedef enum {
+  OPT_TIMEOUT,
+  OPT_CONNECT_TIMEOUT,
+  OPT_MAX_PAIRS,
+  OPT_BUFFER,
+  OPT_KEEPALIVE
+} valued_opt_t;
+
+static const struct {
+  const char *name;
+  valued_opt_t opt;
+} valued[] = {
+    {"--timeout", OPT_TIMEOUT},     {"--connect-timeout", OPT_CONNECT_TIMEOUT},
+    {"--max-pairs", OPT_MAX_PAIRS}, {"--buffer", OPT_BUFFER},
+    {"--keepalive", OPT_KEEPALIVE},
+};
+
+static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
+  unsigned long long n;
+  switch (opt) {
+  case OPT_TIMEOUT:
+    return parse_seconds(v, &cfg->opts.timeout_s);
+  case OPT_CONNECT_TIMEOUT:
+    return parse_seconds(v, &cfg->opts.connect_timeout_s);
+  case OPT_MAX_PAIRS:
+    if (parse_count(v, 1, 1000000000, 0, &n) != 0)
+      return -1;
+    cfg->opts.max_pairs = (unsigned)n;
+    return 0;
+  case OPT_BUFFER:
+    if (parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
+      return -1;
+    cfg->opts.buffer_size = (size_t)n;
+    return 0;
+  case OPT_KEEPALIVE:
+    return parse_keepalive(v, &cfg->opts.keepalive);
+  }
+  return -1;
+}
+
+static const char *valued_hint(valued_opt_t opt) {
+  switch (opt) {
+  case OPT_TIMEOUT:
+  case OPT_CONNECT_TIMEOUT:
+    return "expected seconds > 0";
+  case OPT_MAX_PAIRS:
+    return "expected a whole number >= 1";
+  case OPT_BUFFER:
+    return "expected bytes from 1 to 1G (k, m, g suffixes allowed)";
+  case OPT_KEEPALIVE:
+    return "expected IDLE,INTERVAL,COUNT as whole numbers >= 1";
+  }
+  return "";
+}
+
+static int parse_traffic(const char *v, sj_traffic_mode_t *mode) {
+  if (strcmp(v, "ascii") == 0)
+    *mode = SJ_TRAFFIC_ASCII;
+  else if (strcmp(v, "hex") == 0)
+    *mode = SJ_TRAFFIC_HEX;
+  else
+    return -1;
+  return 0;
+}
+
+cli_action_t cli_parse(int argc, char **argv, cli_config_t *cfg, char *err, size_t errlen) {
+  memset(cfg, 0, sizeof *cfg);
+  sj_options_init(&cfg->opts);
+  int nsides = 0, keepalive_set = 0, no_keepalive = 0;
+  const char *sides[2] = {NULL, NULL};
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (arg[0] != '-' || arg[1] == '\0') {
+      if (nsides < 2)
+        sides[nsides] = arg;
+      nsides++;
+      continue;
+    }
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+      return CLI_HELP;
+    if (strcmp(arg, "--version") == 0)
+      return CLI_VERSION;
+    if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+      cfg->opts.verbose = 1;
+      continue;
+    }
+    if (strcmp(arg, "--stats") == 0) {
+      cfg->stats = 1;
+      continue;
+    }
+    if (strcmp(arg, "--no-keepalive") == 0) {
+      no_keepalive = 1;
+      continue;
+    }
+    if (strcmp(arg, "--log-traffic") == 0) {
+      cfg->opts.log_traffic = SJ_TRAFFIC_ASCII;
+      continue;
+    }
+    if (strncmp(arg, "--log-traffic=", 14) == 0) {
+      if (parse_traffic(arg + 14, &cfg->opts.log_traffic) != 0)
+        return usage_error(err, errlen, "bad --log-traffic '%s': expected ascii or hex", arg + 14);
+      continue;
+    }
+    size_t k = 0, nvalued = sizeof valued / sizeof valued[0];
+    size_t nlen = strcspn(arg, "=");
+    while (k < nvalued && !(strlen(valued[k].name) == nlen && strncmp(arg, valued[k].name, nlen) == 0))
+      k++;
+    if (k == nvalued)
+      return usage_error(err, errlen, "unknown option '%.*s'", (int)nlen, arg);
+    const char *value = arg[nlen] == '=' ? arg + nlen + 1 : NULL;
+    if (value == NULL) {
+      if (i + 1 >= argc)
+        return usage_error(err, errlen, "%s needs a value", valued[k].name);
+      value = argv[++i];
+    }
+    if (apply_valued(valued[k].opt, value, cfg) != 0)
+      return usage_error(err, errlen, "bad %s '%s': %s", valued[k].name, value,
+                         valued_hint(valued[k].opt));
+    if (valued[k].opt == OPT_KEEPALIVE)
+      keepalive_set = 1;
+  }
+  if (keepalive_set && no_keepalive)
+    return usage_error(err, errlen, "--keepalive and --no-keepalive conflict");
+  if (no_keepalive)
+    cfg->opts.keepalive = SJ_KEEPALIVE_DISABLED;
+  if (nsides != 2)
+    return usage_error(err, errlen, "expected two sides, got %d (see --help)", nsides);
+  for (int s = 0; s < 2; s++) {
+    char why[160];
+    if (sj_side_parse(sides[s], &cfg->side[s], why, sizeof why) != 0)
+      return usage_error(err, errlen, "bad side '%s': %s", sides[s], why);
+  }
+  if (cfg->side[0].kind == SJ_SIDE_STDIO && cfg->side[1].kind == SJ_SIDE_STDIO)
+    return usage_error(err, errlen, "stdio can be only one side");
+  return CLI_RUN;
+}

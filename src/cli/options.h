@@ -1,0 +1,22 @@
+/* The command line, parsed into the library's option structs. Pure: it
+ * prints nothing, so it is unit-tested and fuzzed on its own. */
+#ifndef SJ_CLI_OPTIONS_H
+#define SJ_CLI_OPTIONS_H
+
+#include "sockjoin.h"
+
+typedef enum { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_USAGE_ERROR } cli_action_t;
+
+typedef struct {
+  sj_options_t opts;
+  sj_side_spec_t side[2];
+  int stats;
+} cli_config_t;
+
+/* Parses argv (argv[0] is the program). On CLI_USAGE_ERROR, err holds the
+ * message without the "sockjoin: " prefix. */
+cli_action_t cli_parse(int argc, char **argv, cli_config_t *cfg, char *err, size_t errlen);
+
+extern const char cli_usage[];
+
+#endif

@@ -1,0 +1,615 @@
+/*
+ * The connector: socket_connector's model. Sides feed ends in; ends wait in
+ * FIFO queues A and B; a pair forms when both queues hold one. The four
+ * modes are four ways of feeding the queues:
+ *   listen/listen    every accepted socket is queued on its side;
+ *   listen/connect   every accepted socket dials its own partner and is
+ *                    paired with it directly (accept order is kept per pair);
+ *   stdio, or no listening side: exactly one pair, from ends made once.
+ */
+#include "connector_int.h"
+#include "netaddr.h"
+#include "sockopt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int is_listen(const sj_side_spec_t *s) {
+  return s->kind == SJ_SIDE_LISTEN || s->kind == SJ_SIDE_UNIX_LISTEN;
+}
+
+static sj_side_t other(sj_side_t side) { return side == SJ_A ? SJ_B : SJ_A; }
+
+/* The far side dials once per socket accepted on this side. */
+static int dials_per_accept(const sj_connector_t *c, sj_side_t side) {
+  return !c->single && !is_listen(&c->spec[other(side)]);
+}
+
+void sj_options_init(sj_options_t *o) {
+  memset(o, 0, sizeof *o);
+  o->connect_timeout_s = 10;
+  o->buffer_size = 256 * 1024;
+  o->keepalive = SJ_KEEPALIVE_DEFAULTS;
+}
+
+static void unref(sj_connector_t *c);
+static void finish(sj_connector_t *c, int status);
+static void update_accepting(sj_connector_t *c);
+
+/* ---- ends ---------------------------------------------------------------- */
+
+static void end_on_end(sj_pump_t *p) {
+  sj_end_t *e = p->owner;
+  sj__pair_direction_ended(e->pair);
+}
+
+static void end_close(sj_end_t *e);
+
+static void end_on_error(sj_pump_t *p, int err) {
+  sj_end_t *e = p->owner;
+  if (e->pair != NULL) {
+    sj__pair_close(e->pair, err, 1);
+    return;
+  }
+  char peer[SJ_HOST_MAX + 16];
+  sj__peer_text(&e->stream->peer, peer, sizeof peer);
+  sj__log(e->c, SJ_LOG_INFO, "%c %s closed before pairing: %s", sj__side_letter(e->side), peer,
+          sj_strerror(err));
+  end_close(e);
+}
+
+static void end_on_chunk(sj_pump_t *p, const char *bytes, size_t n) {
+  sj_end_t *e = p->owner;
+  sj__log_traffic(e->c, e->side, e->pair->id, bytes, n);
+}
+
+static const sj_pump_events_t end_events = {end_on_end, end_on_error, NULL};
+static const sj_pump_events_t end_events_traced = {end_on_end, end_on_error, end_on_chunk};
+
+void sj__end_free(sj_end_t *e) {
+  sj_connector_t *c = e->c;
+  free(e);
+  unref(c);
+}
+
+static void on_end_stream_closed(sj_stream_t *s) {
+  sj_pump_t *pump = s->data;
+  sj__end_free(pump->owner);
+}
+
+/* Closes an end that is not paired: waiting, or waiting for its dial. */
+static void end_close(sj_end_t *e) {
+  sj_connector_t *c = e->c;
+  if (e->closing)
+    return;
+  e->closing = 1;
+  if (sj_list_linked(&e->link)) {
+    sj_list_remove(&e->link);
+    if (e->dial != NULL) {
+      sj_dial_cancel(e->dial);
+      e->dial = NULL;
+      c->n_dialing--;
+    } else {
+      c->n_waiting[e->side]--;
+    }
+  }
+  sj_pump_close(&e->pump);
+  sj_stream_close(e->stream, 0, on_end_stream_closed);
+  update_accepting(c);
+}
+
+/* Wraps a new stream as an end whose pump starts reading at once. */
+static sj_end_t *end_new(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
+  sj_end_t *e = calloc(1, sizeof *e);
+  if (e == NULL) {
+    sj_stream_close(s, 1, NULL);
+    return NULL;
+  }
+  e->c = c;
+  e->side = side;
+  e->stream = s;
+  sj_list_init(&e->link);
+  c->refs++;
+  const sj_pump_events_t *ev = c->opts.log_traffic ? &end_events_traced : &end_events;
+  int rc = sj_pump_start(&e->pump, s, c->opts.buffer_size, ev, e);
+  if (rc != 0) {
+    sj__log(c, SJ_LOG_ERROR, "%c cannot read: %s", sj__side_letter(side), sj_strerror(rc));
+    e->closing = 1;
+    sj_stream_close(s, 1, on_end_stream_closed);
+    return NULL;
+  }
+  return e;
+}
+
+/* ---- pairing ------------------------------------------------------------- */
+
+static sj_end_t *pop_waiting(sj_connector_t *c, sj_side_t side) {
+  sj_end_t *e = sj_container_of(c->waiting[side].next, sj_end_t, link);
+  sj_list_remove(&e->link);
+  c->n_waiting[side]--;
+  return e;
+}
+
+static void close_listeners(sj_connector_t *c);
+
+static void form_pair(sj_connector_t *c, sj_end_t *a, sj_end_t *b) {
+  if (sj__pair_new(c, a, b) == NULL) {
+    sj__log(c, SJ_LOG_ERROR, "out of memory pairing sockets");
+    end_close(a);
+    end_close(b);
+    return;
+  }
+  if (c->single)
+    close_listeners(c);
+}
+
+static void try_pair(sj_connector_t *c) {
+  while (!sj_list_empty(&c->waiting[SJ_A]) && !sj_list_empty(&c->waiting[SJ_B])) {
+    sj_end_t *a = pop_waiting(c, SJ_A);
+    sj_end_t *b = pop_waiting(c, SJ_B);
+    form_pair(c, a, b);
+  }
+  update_accepting(c);
+}
+
+static void enqueue(sj_connector_t *c, sj_end_t *e) {
+  sj_list_push(&c->waiting[e->side], &e->link);
+  c->n_waiting[e->side]++;
+  try_pair(c);
+}
+
+/* ---- dialing ------------------------------------------------------------- */
+
+static void log_dial_failure(sj_connector_t *c, sj_side_t side, int status) {
+  char spec[SJ_HOST_MAX + SJ_PATH_MAX + 16];
+  const sj_side_spec_t *s = &c->spec[side];
+  if (s->kind == SJ_SIDE_UNIX)
+    snprintf(spec, sizeof spec, "%s", s->path);
+  else
+    snprintf(spec, sizeof spec, strchr(s->host, ':') ? "[%s]:%d" : "%s:%d", s->host, s->port);
+  sj__log(c, SJ_LOG_ERROR, "%c connect to %s failed: %s", sj__side_letter(side), spec,
+          sj_strerror(status));
+}
+
+static void log_connected(sj_connector_t *c, sj_side_t side, const sj_stream_t *s) {
+  char peer[SJ_HOST_MAX + 16];
+  sj__peer_text(&s->peer, peer, sizeof peer);
+  sj__log(c, SJ_LOG_INFO, "%c connected %s", sj__side_letter(side), peer);
+}
+
+/* An accepted end's own partner has connected, or failed to. */
+static void on_partner_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
+  sj_end_t *e = data;
+  sj_connector_t *c = e->c;
+  (void)d;
+  sj_side_t side = other(e->side);
+  e->dial = NULL;
+  sj_list_remove(&e->link);
+  c->n_dialing--;
+  if (status != 0) {
+    log_dial_failure(c, side, status);
+    end_close(e);
+    return;
+  }
+  log_connected(c, side, s);
+  sj_end_t *partner = end_new(c, side, s);
+  if (partner == NULL) {
+    end_close(e);
+    return;
+  }
+  form_pair(c, e->side == SJ_A ? e : partner, e->side == SJ_A ? partner : e);
+  update_accepting(c);
+}
+
+static void dial_partner(sj_connector_t *c, sj_end_t *e) {
+  sj_side_t side = other(e->side);
+  int rc = sj_dial_start(c->loop, &c->pool, &c->spec[side], &c->opts.keepalive,
+                         c->opts.connect_timeout_s, on_partner_dialed, e, &e->dial);
+  if (rc != 0) {
+    log_dial_failure(c, side, rc);
+    end_close(e);
+    return;
+  }
+  sj_list_push(&c->dialing, &e->link);
+  c->n_dialing++;
+}
+
+/* A fixed side (single mode) has connected, or failed to. */
+static void on_fixed_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
+  sj_connector_t *c = data;
+  sj_side_t side = d == c->fixed_dial[SJ_A] ? SJ_A : SJ_B;
+  c->fixed_dial[side] = NULL;
+  c->n_dialing--;
+  if (status != 0) {
+    log_dial_failure(c, side, status);
+    finish(c, status);
+    return;
+  }
+  log_connected(c, side, s);
+  sj_end_t *e = end_new(c, side, s);
+  if (e == NULL) {
+    finish(c, UV_ENOMEM);
+    return;
+  }
+  enqueue(c, e);
+}
+
+/* ---- accepting ----------------------------------------------------------- */
+
+/* A connection accepted on a side, or handed in by the caller. */
+static void admit(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
+  sj_end_t *e = end_new(c, side, s);
+  if (e == NULL)
+    return;
+  if (dials_per_accept(c, side))
+    dial_partner(c, e);
+  else
+    enqueue(c, e);
+}
+
+static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) {
+  sj_connector_t *c = data;
+  sj_side_t side = l == c->listener[SJ_A] ? SJ_A : SJ_B;
+  if (status < 0) {
+    /* Logged once per run of failures, so a full descriptor table does not
+     * flood the log; libuv sheds the connections it cannot take. */
+    if (!c->accept_errors_logged[side])
+      sj__log(c, SJ_LOG_ERROR, "%c accept failed: %s", sj__side_letter(side), sj_strerror(status));
+    c->accept_errors_logged[side] = 1;
+    return;
+  }
+  c->accept_errors_logged[side] = 0;
+  char peer[SJ_HOST_MAX + 16];
+  sj__peer_text(&s->peer, peer, sizeof peer);
+  sj__log(c, SJ_LOG_INFO, "%c accepted %s", sj__side_letter(side), peer);
+  admit(c, side, s);
+}
+
+/* With max_pairs set, a side stops accepting while the pairs it could form
+ * (open, dialing, or waiting on this side) reach the limit. */
+static void update_accepting(sj_connector_t *c) {
+  for (int side = 0; side < 2; side++) {
+    if (c->listener[side] == NULL)
+      continue;
+    unsigned load = c->n_pairs + c->n_dialing + c->n_waiting[side];
+    if (c->opts.max_pairs > 0 && load >= c->opts.max_pairs)
+      sj_listener_pause(c->listener[side]);
+    else
+      sj_listener_resume(c->listener[side]);
+  }
+}
+
+static void on_listener_closed(void *data) { unref(data); }
+
+static void close_listeners(sj_connector_t *c) {
+  for (int side = 0; side < 2; side++) {
+    if (c->listener[side] != NULL) {
+      sj_listener_close(c->listener[side], on_listener_closed, c);
+      c->listener[side] = NULL;
+    }
+  }
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+/* Closes everything that is not an established pair. */
+static void close_unpaired(sj_connector_t *c) {
+  close_listeners(c);
+  for (int side = 0; side < 2; side++) {
+    while (!sj_list_empty(&c->waiting[side]))
+      end_close(sj_container_of(c->waiting[side].next, sj_end_t, link));
+    if (c->fixed_dial[side] != NULL) {
+      sj_dial_cancel(c->fixed_dial[side]);
+      c->fixed_dial[side] = NULL;
+      c->n_dialing--;
+    }
+  }
+  while (!sj_list_empty(&c->dialing))
+    end_close(sj_container_of(c->dialing.next, sj_end_t, link));
+}
+
+static void finish(sj_connector_t *c, int status) {
+  if (c->done)
+    return;
+  c->done = 1;
+  c->done_status = status;
+  close_unpaired(c);
+  uv_timer_stop(&c->grace);
+  uv_timer_stop(&c->drain);
+  if (c->opts.on_done != NULL)
+    c->opts.on_done(c, status, c->opts.data);
+}
+
+/* The grace rule: once the period has passed, the connector ends as soon as
+ * nothing is paired or about to be. A single-pair connector ends with it. */
+static void check_idle(sj_connector_t *c) {
+  if (c->done || c->n_pairs > 0)
+    return;
+  if (c->stopping || (c->single && c->pairs_formed > 0) ||
+      (c->grace_passed && c->n_dialing == 0))
+    finish(c, 0);
+}
+
+void sj__pair_closed(sj_connector_t *c, sj_pair_t *pair) {
+  sj_pair_info_t info;
+  sj__pair_info(pair, &info);
+  sj_list_remove(&pair->link);
+  c->n_pairs--;
+  c->read[SJ_A] += info.bytes_read_a;
+  c->written[SJ_B] += info.bytes_a_to_b;
+  c->read[SJ_B] += info.bytes_read_b;
+  c->written[SJ_A] += info.bytes_b_to_a;
+  sj__log(c, SJ_LOG_INFO, "pair %llu closed: A->B %llu bytes, B->A %llu bytes%s%s",
+          (unsigned long long)info.id, (unsigned long long)info.bytes_a_to_b,
+          (unsigned long long)info.bytes_b_to_a, info.status ? ": " : "",
+          info.status ? sj_strerror(info.status) : "");
+  if (c->opts.on_pair_closed != NULL)
+    c->opts.on_pair_closed(c, &info, c->opts.data);
+  free(pair->end[SJ_A]);
+  free(pair->end[SJ_B]);
+  free(pair);
+  c->refs -= 2; /* the two ends; the pair's own reference goes below */
+  update_accepting(c);
+  check_idle(c);
+  unref(c);
+}
+
+static void on_grace(uv_timer_t *t) {
+  sj_connector_t *c = t->data;
+  c->grace_passed = 1;
+  check_idle(c);
+}
+
+static void on_drain_deadline(uv_timer_t *t) {
+  sj_connector_t *c = t->data;
+  sj_link_t *l = c->pairs.next;
+  while (l != &c->pairs) {
+    sj_pair_t *pair = sj_container_of(l, sj_pair_t, link);
+    l = l->next;
+    sj__pair_close(pair, 0, 0);
+  }
+  check_idle(c);
+}
+
+static void free_connector(sj_connector_t *c) {
+  sj_pool_drain(&c->pool);
+  free(c->peers[SJ_A].items);
+  free(c->peers[SJ_B].items);
+  if (c->own_loop) {
+    uv_loop_close(c->loop);
+    free(c->loop);
+  }
+  free(c);
+}
+
+static void unref(sj_connector_t *c) {
+  if (--c->refs > 0 || !c->closing)
+    return;
+  if (c->close_cb != NULL)
+    c->close_cb(c, c->opts.data);
+  /* A connector on its own loop is freed by sj_connector_run(), outside
+   * the loop it owns. */
+  if (!c->own_loop)
+    free_connector(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) { unref(h->data); }
+
+void sj_connector_stop(sj_connector_t *c, unsigned drain_ms) {
+  if (c->done || c->stopping)
+    return;
+  c->stopping = 1;
+  close_unpaired(c);
+  sj_link_t *l = c->pairs.next;
+  while (l != &c->pairs) {
+    sj_pair_t *pair = sj_container_of(l, sj_pair_t, link);
+    l = l->next;
+    sj__pair_drain(pair);
+  }
+  /* The deadline also reports completion when there was nothing to drain,
+   * so on_done never runs inside this call. */
+  uv_timer_start(&c->drain, on_drain_deadline, c->n_pairs > 0 ? drain_ms : 0, 0);
+}
+
+void sj_connector_close(sj_connector_t *c, sj_close_cb cb) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->close_cb = cb;
+  finish(c, SJ_ECLOSED);
+  sj_link_t *l = c->pairs.next;
+  while (l != &c->pairs) {
+    sj_pair_t *pair = sj_container_of(l, sj_pair_t, link);
+    l = l->next;
+    sj__pair_close(pair, SJ_ECLOSED, 0);
+  }
+  uv_close((uv_handle_t *)&c->grace, on_timer_closed);
+  uv_close((uv_handle_t *)&c->drain, on_timer_closed);
+}
+
+/* ---- creation ------------------------------------------------------------ */
+
+static int open_side(sj_connector_t *c, sj_side_t side) {
+  const sj_side_spec_t *s = &c->spec[side];
+  if (is_listen(s)) {
+    int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, on_accept, c,
+                              &c->listener[side]);
+    if (rc == 0)
+      c->refs++;
+    return rc;
+  }
+  if (!c->single)
+    return 0; /* dialed once per accepted partner */
+  if (s->kind == SJ_SIDE_STDIO) {
+    sj_stream_t *stream;
+    int rc = sj_stdio_open(c->loop, &c->pool, &stream);
+    if (rc != 0)
+      return rc;
+    sj_end_t *e = end_new(c, side, stream);
+    if (e == NULL)
+      return UV_ENOMEM;
+    enqueue(c, e);
+    return 0;
+  }
+  int rc = sj_dial_start(c->loop, &c->pool, s, &c->opts.keepalive, c->opts.connect_timeout_s,
+                         on_fixed_dialed, c, &c->fixed_dial[side]);
+  if (rc == 0)
+    c->n_dialing++;
+  return rc;
+}
+
+int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t *a,
+                     const sj_side_spec_t *b, const sj_options_t *opts,
+                     sj_side_t *failed_side) {
+  if (a->kind == SJ_SIDE_STDIO && b->kind == SJ_SIDE_STDIO)
+    return SJ_EMODE;
+  sj_connector_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return UV_ENOMEM;
+  if (opts != NULL)
+    c->opts = *opts;
+  else
+    sj_options_init(&c->opts);
+  if (c->opts.buffer_size == 0)
+    c->opts.buffer_size = 256 * 1024;
+  c->spec[SJ_A] = *a;
+  c->spec[SJ_B] = *b;
+  c->single = a->kind == SJ_SIDE_STDIO || b->kind == SJ_SIDE_STDIO || (!is_listen(a) && !is_listen(b));
+  if (loop == NULL) {
+    loop = malloc(sizeof *loop);
+    if (loop == NULL || uv_loop_init(loop) != 0) {
+      free(loop);
+      free(c);
+      return UV_ENOMEM;
+    }
+    c->own_loop = 1;
+  }
+  c->loop = loop;
+  sj_pool_init(&c->pool, SJ_CHUNK_SIZE, 64);
+  sj_list_init(&c->waiting[SJ_A]);
+  sj_list_init(&c->waiting[SJ_B]);
+  sj_list_init(&c->dialing);
+  sj_list_init(&c->pairs);
+  uv_timer_init(loop, &c->grace);
+  uv_timer_init(loop, &c->drain);
+  c->grace.data = c->drain.data = c;
+  c->refs = 2; /* the timers */
+  *out = c;
+  for (int side = 0; side < 2; side++) {
+    int rc = open_side(c, (sj_side_t)side);
+    if (rc != 0) {
+      if (failed_side != NULL)
+        *failed_side = (sj_side_t)side;
+      sj_connector_close(c, NULL);
+      if (c->own_loop)
+        sj_connector_run(c);
+      *out = NULL;
+      return rc;
+    }
+  }
+  if (c->opts.timeout_s > 0)
+    uv_timer_start(&c->grace, on_grace, (uint64_t)(c->opts.timeout_s * 1000), 0);
+  update_accepting(c);
+  return 0;
+}
+
+static int check_kinds(const sj_side_spec_t *a, const sj_side_spec_t *b, int a_listens,
+                       int b_listens) {
+  return is_listen(a) == a_listens && is_listen(b) == b_listens ? 0 : SJ_EMODE;
+}
+
+int sj_server_to_server(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t *a,
+                        const sj_side_spec_t *b, const sj_options_t *opts) {
+  int rc = check_kinds(a, b, 1, 1);
+  return rc != 0 ? rc : sj_connector_new(out, loop, a, b, opts, NULL);
+}
+
+int sj_server_to_socket(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t *a,
+                        const sj_side_spec_t *b, const sj_options_t *opts) {
+  int rc = check_kinds(a, b, 1, 0);
+  return rc != 0 ? rc : sj_connector_new(out, loop, a, b, opts, NULL);
+}
+
+int sj_socket_to_server(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t *a,
+                        const sj_side_spec_t *b, const sj_options_t *opts) {
+  int rc = check_kinds(a, b, 0, 1);
+  return rc != 0 ? rc : sj_connector_new(out, loop, a, b, opts, NULL);
+}
+
+int sj_socket_to_socket(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t *a,
+                        const sj_side_spec_t *b, const sj_options_t *opts) {
+  int rc = check_kinds(a, b, 0, 0);
+  return rc != 0 ? rc : sj_connector_new(out, loop, a, b, opts, NULL);
+}
+
+/* ---- queries and injection ----------------------------------------------- */
+
+uv_loop_t *sj_connector_loop(sj_connector_t *c) { return c->loop; }
+
+int sj_connector_run(sj_connector_t *c) {
+  if (!c->own_loop)
+    return UV_EINVAL;
+  uv_run(c->loop, UV_RUN_DEFAULT);
+  if (!c->closing) {
+    sj_connector_close(c, NULL);
+    uv_run(c->loop, UV_RUN_DEFAULT);
+  }
+  int status = c->done_status;
+  free_connector(c);
+  return status;
+}
+
+int sj_connector_address(const sj_connector_t *c, sj_side_t side, char *buf, size_t len) {
+  if (!is_listen(&c->spec[side]))
+    return UV_EINVAL;
+  if (c->listener[side] == NULL)
+    return SJ_ECLOSED;
+  return sj_listener_address(c->listener[side], buf, len);
+}
+
+int sj_connector_add_fd(sj_connector_t *c, sj_side_t side, int fd) {
+  if (c->done) {
+    close(fd);
+    return SJ_ECLOSED;
+  }
+  sj_stream_t *s;
+  int rc = sj_uvstream_open(c->loop, &c->pool, fd, 1, &s);
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  uv_stream_t *h = sj_uvstream_handle(s);
+  if (h->type == UV_TCP) {
+    sj_tcp_tune((uv_tcp_t *)h, &c->opts.keepalive);
+    sj_peer_from_tcp(&s->peer, (uv_tcp_t *)h);
+  } else {
+    sj_peer_from_path(&s->peer, "");
+  }
+  admit(c, side, s);
+  return 0;
+}
+
+void sj_connector_stats(const sj_connector_t *c, sj_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  st->pairs = c->pairs_formed;
+  st->active_pairs = c->n_pairs;
+  st->bytes_read_a = c->read[SJ_A];
+  st->bytes_a_to_b = c->written[SJ_B];
+  st->bytes_read_b = c->read[SJ_B];
+  st->bytes_b_to_a = c->written[SJ_A];
+  for (const sj_link_t *l = c->pairs.next; l != &c->pairs; l = l->next) {
+    const sj_pair_t *pair = sj_container_of(l, sj_pair_t, link);
+    st->bytes_read_a += pair->end[SJ_A]->pump.bytes_read;
+    st->bytes_a_to_b += pair->end[SJ_A]->pump.bytes_written;
+    st->bytes_read_b += pair->end[SJ_B]->pump.bytes_read;
+    st->bytes_b_to_a += pair->end[SJ_B]->pump.bytes_written;
+  }
+  st->sockets_a = c->peers[SJ_A].items;
+  st->n_sockets_a = c->peers[SJ_A].n;
+  st->sockets_a_dropped = c->peers[SJ_A].dropped;
+  st->sockets_b = c->peers[SJ_B].items;
+  st->n_sockets_b = c->peers[SJ_B].n;
+  st->sockets_b_dropped = c->peers[SJ_B].dropped;
+}

@@ -1,0 +1,93 @@
+/* The connector's insides, shared by connector.c (queues, modes, lifetime)
+ * and pair.c (two joined ends). */
+#ifndef SJ_CONNECTOR_INT_H
+#define SJ_CONNECTOR_INT_H
+
+#include "dial.h"
+#include "list.h"
+#include "listener.h"
+#include "pump.h"
+
+typedef struct sj_pair sj_pair_t;
+
+/* One socket in the connector: its stream, and the pump that reads it. */
+typedef struct {
+  sj_link_t link; /* in a waiting queue, or in the dialing list */
+  sj_connector_t *c;
+  sj_side_t side;
+  sj_stream_t *stream;
+  sj_pump_t pump;
+  sj_pair_t *pair;  /* once paired */
+  sj_dial_t *dial;  /* the outbound partner it waits for (listen/connect) */
+  int closing;
+} sj_end_t;
+
+struct sj_pair {
+  sj_link_t link;
+  sj_connector_t *c;
+  uint64_t id;
+  sj_end_t *end[2];
+  int ended;       /* directions whose end of input was passed on */
+  int open_streams;
+  int status;      /* why it ended: 0, or the first error */
+  int closing;
+};
+
+typedef struct {
+  sj_peer_t *items;
+  size_t n, cap;
+  uint64_t dropped;
+} sj_peer_log_t;
+
+struct sj_connector_s {
+  uv_loop_t *loop;
+  int own_loop;
+  sj_options_t opts;
+  sj_side_spec_t spec[2];
+  sj_listener_t *listener[2];
+  sj_link_t waiting[2];
+  unsigned n_waiting[2];
+  sj_link_t dialing; /* accepted ends waiting for their outbound partner */
+  unsigned n_dialing; /* those, plus dials of fixed sides */
+  sj_dial_t *fixed_dial[2];
+  sj_link_t pairs;
+  unsigned n_pairs;
+  uv_timer_t grace, drain;
+  sj_pool_t pool;
+  uint64_t next_pair_id;
+  /* Totals of closed pairs; open pairs are added when stats are read. */
+  uint64_t pairs_formed, read[2], written[2];
+  sj_peer_log_t peers[2];
+  int single;       /* exactly one pair (stdio, or no listening side) */
+  int accept_errors_logged[2];
+  int grace_passed, done, stopping, closing;
+  int refs;         /* handles and objects still to close */
+  sj_close_cb close_cb;
+  int done_status;
+};
+
+/* log.c */
+void sj__log(sj_connector_t *c, sj_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sj__log_traffic(sj_connector_t *c, sj_side_t from, uint64_t pair_id, const char *bytes,
+                     size_t n);
+/* "127.0.0.1:4000", "[::1]:22", "unix:/path" or "stdio". */
+void sj__peer_text(const sj_peer_t *peer, char *buf, size_t len);
+char sj__side_letter(sj_side_t side);
+
+/* pair.c */
+/* Joins two ends (the pumps start writing to each other) and reports it. */
+sj_pair_t *sj__pair_new(sj_connector_t *c, sj_end_t *a, sj_end_t *b);
+/* One direction has passed its end of input on. */
+void sj__pair_direction_ended(sj_pair_t *pair);
+/* Stops reading both ends; what was read is still delivered. */
+void sj__pair_drain(sj_pair_t *pair);
+/* Closes both ends now; reset sends TCP resets. */
+void sj__pair_close(sj_pair_t *pair, int status, int reset);
+void sj__pair_info(const sj_pair_t *pair, sj_pair_info_t *info);
+
+/* connector.c, for pair.c */
+void sj__end_free(sj_end_t *end);
+void sj__pair_closed(sj_connector_t *c, sj_pair_t *pair);
+
+#endif

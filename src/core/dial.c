@@ -1,0 +1,180 @@
+#include "dial.h"
+
+#include "netaddr.h"
+#include "sockopt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct sj_dial {
+  uv_loop_t *loop;
+  sj_pool_t *pool;
+  sj_side_spec_t spec;
+  sj_keepalive_t ka;
+  sj_dial_cb cb;
+  void *data;
+  uv_timer_t timer;
+  uv_getaddrinfo_t gai;
+  uv_connect_t creq;
+  struct addrinfo *addrs, *next_addr;
+  sj_stream_t *attempt; /* the socket being connected */
+  int pending;          /* callbacks still to come: resolve, connect, timer close */
+  int resolving;
+  int reported;         /* the user has had the result, or cancelled */
+  int last_error;
+};
+
+static void try_next(sj_dial_t *d);
+
+static void release_if_idle(sj_dial_t *d) {
+  if (d->pending > 0)
+    return;
+  if (d->addrs != NULL)
+    uv_freeaddrinfo(d->addrs);
+  free(d);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  sj_dial_t *d = h->data;
+  d->pending--;
+  release_if_idle(d);
+}
+
+/* Delivers the result once and starts tearing down. */
+static void report(sj_dial_t *d, int status, sj_stream_t *s) {
+  if (!d->reported) {
+    d->reported = 1;
+    d->cb(d, status, s, d->data);
+  } else if (s != NULL) {
+    sj_stream_close(s, 1, NULL);
+  }
+  if (!uv_is_closing((uv_handle_t *)&d->timer))
+    uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  sj_dial_t *d = req->data;
+  sj_stream_t *s = d->attempt;
+  d->attempt = NULL;
+  d->pending--;
+  if (status == 0 && !d->reported) {
+    if (d->spec.kind == SJ_SIDE_CONNECT) {
+      uv_tcp_t *tcp = (uv_tcp_t *)sj_uvstream_handle(s);
+      sj_tcp_tune(tcp, &d->ka);
+      sj_peer_from_tcp(&s->peer, tcp);
+    } else {
+      sj_peer_from_path(&s->peer, d->spec.path);
+    }
+    report(d, 0, s);
+    release_if_idle(d);
+    return;
+  }
+  sj_stream_close(s, 1, NULL);
+  if (status != UV_ECANCELED)
+    d->last_error = status;
+  if (d->reported)
+    release_if_idle(d);
+  else
+    try_next(d);
+}
+
+/* Starts connecting to the next address, or reports the last failure. */
+static void try_next(sj_dial_t *d) {
+  int is_unix = d->spec.kind == SJ_SIDE_UNIX;
+  if (!is_unix && d->next_addr == NULL) {
+    report(d, d->last_error, NULL);
+    return;
+  }
+  sj_stream_t *s = sj_uvstream_new(d->loop, d->pool, is_unix ? UV_NAMED_PIPE : UV_TCP);
+  if (s == NULL) {
+    report(d, UV_ENOMEM, NULL);
+    return;
+  }
+  d->creq.data = d;
+  int rc = 0;
+  if (is_unix) {
+    uv_pipe_connect(&d->creq, (uv_pipe_t *)sj_uvstream_handle(s), d->spec.path, on_connect);
+  } else {
+    const struct addrinfo *ai = d->next_addr;
+    d->next_addr = ai->ai_next;
+    rc = uv_tcp_connect(&d->creq, (uv_tcp_t *)sj_uvstream_handle(s), ai->ai_addr, on_connect);
+  }
+  if (rc != 0) {
+    sj_stream_close(s, 0, NULL);
+    d->last_error = rc;
+    try_next(d);
+    return;
+  }
+  d->attempt = s;
+  d->pending++;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  sj_dial_t *d = req->data;
+  d->pending--;
+  d->resolving = 0;
+  d->addrs = d->next_addr = res;
+  if (d->reported) {
+    release_if_idle(d);
+    return;
+  }
+  if (status != 0) {
+    report(d, status, NULL);
+    return;
+  }
+  try_next(d);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  sj_dial_t *d = t->data;
+  d->last_error = UV_ETIMEDOUT;
+  report(d, UV_ETIMEDOUT, NULL);
+  /* Abandon what is in flight; its callback finishes the teardown. */
+  if (d->attempt != NULL)
+    sj_stream_close(d->attempt, 1, NULL);
+  if (d->resolving)
+    uv_cancel((uv_req_t *)&d->gai);
+}
+
+int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
+                  const sj_keepalive_t *ka, double timeout_s, sj_dial_cb cb, void *data,
+                  sj_dial_t **out) {
+  sj_dial_t *d = calloc(1, sizeof *d);
+  if (d == NULL)
+    return UV_ENOMEM;
+  *d = (sj_dial_t){.loop = loop, .pool = pool, .spec = *spec, .ka = *ka, .cb = cb,
+                   .data = data, .last_error = UV_ECONNREFUSED};
+  uv_timer_init(loop, &d->timer);
+  d->timer.data = d;
+  d->pending = 1; /* the timer's close */
+  if (timeout_s > 0)
+    uv_timer_start(&d->timer, on_timeout, (uint64_t)(timeout_s * 1000), 0);
+  *out = d;
+  if (spec->kind == SJ_SIDE_UNIX) {
+    try_next(d);
+    return 0;
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  char port[8];
+  snprintf(port, sizeof port, "%d", spec->port);
+  d->gai.data = d;
+  int rc = uv_getaddrinfo(loop, &d->gai, on_resolved, spec->host, port, &hints);
+  if (rc != 0) {
+    d->reported = 1; /* the caller gets rc instead of a callback */
+    uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+    return rc;
+  }
+  d->pending++;
+  d->resolving = 1;
+  return 0;
+}
+
+void sj_dial_cancel(sj_dial_t *d) {
+  d->reported = 1;
+  if (!uv_is_closing((uv_handle_t *)&d->timer))
+    uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+  if (d->attempt != NULL)
+    sj_stream_close(d->attempt, 1, NULL);
+  if (d->resolving)
+    uv_cancel((uv_req_t *)&d->gai);
+}

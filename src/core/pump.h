@@ -1,0 +1,59 @@
+/*
+ * The pump: one direction of a pair. It reads from src, and writes to dst
+ * in order; it holds at most about hwm bytes (it stops reading above the
+ * mark and resumes below half of it), passes end of input on as a shutdown
+ * of dst once everything read has been written, and counts bytes.
+ *
+ * Before dst is known (a socket waiting for its partner) the pump already
+ * reads, up to the mark, so that bytes sent early are kept and errors are
+ * seen; they are written when the pump is connected to its dst.
+ */
+#ifndef SJ_PUMP_H
+#define SJ_PUMP_H
+
+#include "stream.h"
+
+#include <stdint.h>
+
+typedef struct sj_pump sj_pump_t;
+
+typedef struct {
+  /* End of input was passed on: dst's write direction is shut down. */
+  void (*on_end)(sj_pump_t *p);
+  /* Reading src or writing dst failed; the pump does nothing more. */
+  void (*on_error)(sj_pump_t *p, int err);
+  /* Optional: a chunk is about to be relayed (for traffic logging). */
+  void (*on_chunk)(sj_pump_t *p, const char *bytes, size_t len);
+} sj_pump_events_t;
+
+struct sj_pump {
+  sj_stream_t *src;
+  sj_stream_t *dst; /* NULL until connected */
+  const sj_pump_events_t *ev;
+  void *owner;
+  sj_chunk_t *head, *tail; /* read, not yet written */
+  size_t queued;           /* bytes in head..tail    */
+  size_t hwm;
+  uint64_t bytes_read;
+  uint64_t bytes_written;
+  unsigned reading : 1; /* a read is requested from src          */
+  unsigned src_eof : 1; /* src ended (or the pump was told to stop) */
+  unsigned writing : 1; /* a write to dst is in flight           */
+  unsigned shutting : 1;
+  unsigned ended : 1;
+  unsigned failed : 1;
+  unsigned closed : 1;
+};
+
+/* Starts reading src; the pump becomes src's reader (src->data = p). */
+int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm,
+                  const sj_pump_events_t *ev, void *owner);
+/* Gives the pump its destination and writes what is already queued. */
+void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst);
+/* Stops reading and treats src as ended: what was read is still delivered. */
+void sj_pump_finish_input(sj_pump_t *p);
+/* Detaches the pump before its streams close: no events from now on, and
+ * the queued chunks go back to the pool. */
+void sj_pump_close(sj_pump_t *p);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * The stream: the one interface every transport offers (TCP, Unix, stdio,
+ * and later TLS, WebSocket and mux channels), so that the pump that joins
+ * two of them is written once.
+ *
+ * Contract:
+ *   - Reads deliver pool chunks; the callee owns each chunk it is given.
+ *     status is 0 with a chunk, UV_EOF at end of input, or a negative error
+ *     (after which no more reads arrive).
+ *   - At most one write is in flight; its buffer stays valid until the write
+ *     callback. try_write (optional) writes what it can at once.
+ *   - shutdown ends the write direction once the write in flight is done.
+ *   - close ends everything; a write or shutdown still pending completes
+ *     first with UV_ECANCELED, then the close callback runs, and the stream
+ *     frees itself after that callback returns.
+ */
+#ifndef SJ_STREAM_H
+#define SJ_STREAM_H
+
+#include "list.h"
+#include "pool.h"
+#include "sockjoin.h"
+
+#include <uv.h>
+
+typedef struct sj_stream sj_stream_t;
+
+typedef void (*sj_read_cb)(sj_stream_t *s, int status, sj_chunk_t *chunk);
+typedef void (*sj_write_cb)(sj_stream_t *s, int status, void *arg);
+typedef void (*sj_shutdown_cb)(sj_stream_t *s, int status, void *arg);
+typedef void (*sj_stream_close_cb)(sj_stream_t *s);
+
+typedef struct {
+  int (*read_start)(sj_stream_t *s);
+  int (*read_stop)(sj_stream_t *s);
+  int (*try_write)(sj_stream_t *s, const char *buf, size_t len);
+  int (*write)(sj_stream_t *s, const char *buf, size_t len, sj_write_cb cb, void *arg);
+  int (*shutdown)(sj_stream_t *s, sj_shutdown_cb cb, void *arg);
+  /* reset: end with a TCP reset where the transport has one. */
+  void (*close)(sj_stream_t *s, int reset, sj_stream_close_cb cb);
+} sj_stream_ops_t;
+
+struct sj_stream {
+  const sj_stream_ops_t *ops;
+  uv_loop_t *loop;
+  sj_pool_t *pool;
+  sj_read_cb on_read;
+  void *data; /* the owner's */
+  sj_peer_t peer;
+};
+
+static inline int sj_stream_read_start(sj_stream_t *s) { return s->ops->read_start(s); }
+static inline int sj_stream_read_stop(sj_stream_t *s) { return s->ops->read_stop(s); }
+static inline int sj_stream_try_write(sj_stream_t *s, const char *buf, size_t len) {
+  return s->ops->try_write != NULL ? s->ops->try_write(s, buf, len) : UV_EAGAIN;
+}
+static inline int sj_stream_write(sj_stream_t *s, const char *buf, size_t len,
+                                  sj_write_cb cb, void *arg) {
+  return s->ops->write(s, buf, len, cb, arg);
+}
+static inline int sj_stream_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
+  return s->ops->shutdown(s, cb, arg);
+}
+static inline void sj_stream_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
+  s->ops->close(s, reset, cb);
+}
+
+/* Streams over libuv handles (uvstream.c). */
+
+/* A stream over a new, unconnected libuv handle of the given type
+ * (UV_TCP or UV_NAMED_PIPE), for a listener to accept into or a dialer to
+ * connect; sj_uvstream_handle() gives the handle. NULL when out of memory. */
+sj_stream_t *sj_uvstream_new(uv_loop_t *loop, sj_pool_t *pool, uv_handle_type type);
+uv_stream_t *sj_uvstream_handle(sj_stream_t *s);
+/* A stream over an open descriptor of any pollable kind (socket, pipe, tty). */
+int sj_uvstream_open(uv_loop_t *loop, sj_pool_t *pool, uv_os_fd_t fd, int readable,
+                     sj_stream_t **out);
+
+/* A stream over a regular file or character device (filestream.c). */
+int sj_filestream_open(uv_loop_t *loop, sj_pool_t *pool, uv_file fd, sj_stream_t **out);
+
+/* Standard input and output as one stream (stdio.c); shutdown closes stdout. */
+int sj_stdio_open(uv_loop_t *loop, sj_pool_t *pool, sj_stream_t **out);
+
+#endif
