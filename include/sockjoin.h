@@ -75,6 +75,7 @@ typedef enum {
 
 #define SJ_HOST_MAX 256
 #define SJ_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) on Linux */
+#define SJ_PEER_HOST_MAX (SJ_PATH_MAX + 8) /* an address, "unix:PATH" or "stdio" */
 
 /* A parsed SIDE. host is empty for "all interfaces" on a listen side. */
 typedef struct {
@@ -140,7 +141,7 @@ typedef enum { SJ_A = 0, SJ_B = 1 } sj_side_t;
 /* Where one socket of a pair came from. For a Unix socket host is
  * "unix:PATH" and port is -1; for stdio host is "stdio" and port is -1. */
 typedef struct {
-  char host[SJ_HOST_MAX];
+  char host[SJ_PEER_HOST_MAX];
   int port;
   int64_t timestamp_ms; /* when it reached the connector, ms since the epoch */
 } sj_peer_t;

@@ -97,16 +97,15 @@ static void describe_side(const sj_side_spec_t *s, char *buf, size_t len) {
              s->host[0] ? s->host : "0.0.0.0", s->port);
 }
 
-/* One "listening A ADDR" line per listening side; on stdout unless stdout
- * carries the data of a stdio side. */
+/* One "listening A ADDR" line per listening side, on stdout, flushed at
+ * once so that scripts can read the port. With a stdio side this line comes
+ * before the relayed bytes on stdout, as the contract has it. */
 static void announce(app_t *app) {
-  int stdio_used = app->cfg.side[0].kind == SJ_SIDE_STDIO || app->cfg.side[1].kind == SJ_SIDE_STDIO;
-  FILE *out = stdio_used ? stderr : stdout;
   for (int side = 0; side < 2; side++) {
     char addr[SJ_HOST_MAX + SJ_PATH_MAX];
     if (sj_connector_address(app->c, (sj_side_t)side, addr, sizeof addr) >= 0) {
-      fprintf(out, "listening %c %s\n", side == 0 ? 'A' : 'B', addr);
-      fflush(out);
+      printf("listening %c %s\n", side == 0 ? 'A' : 'B', addr);
+      fflush(stdout);
     }
   }
 }

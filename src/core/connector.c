@@ -53,7 +53,7 @@ static void end_on_error(sj_pump_t *p, int err) {
     sj__pair_close(e->pair, err, 1);
     return;
   }
-  char peer[SJ_HOST_MAX + 16];
+  char peer[SJ_PEER_HOST_MAX + 16];
   sj__peer_text(&e->stream->peer, peer, sizeof peer);
   sj__log(e->c, SJ_LOG_INFO, "%c %s closed before pairing: %s", sj__side_letter(e->side), peer,
           sj_strerror(err));
@@ -174,7 +174,7 @@ static void log_dial_failure(sj_connector_t *c, sj_side_t side, int status) {
 }
 
 static void log_connected(sj_connector_t *c, sj_side_t side, const sj_stream_t *s) {
-  char peer[SJ_HOST_MAX + 16];
+  char peer[SJ_PEER_HOST_MAX + 16];
   sj__peer_text(&s->peer, peer, sizeof peer);
   sj__log(c, SJ_LOG_INFO, "%c connected %s", sj__side_letter(side), peer);
 }
@@ -261,7 +261,7 @@ static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) 
     return;
   }
   c->accept_errors_logged[side] = 0;
-  char peer[SJ_HOST_MAX + 16];
+  char peer[SJ_PEER_HOST_MAX + 16];
   sj__peer_text(&s->peer, peer, sizeof peer);
   sj__log(c, SJ_LOG_INFO, "%c accepted %s", sj__side_letter(side), peer);
   admit(c, side, s);
@@ -333,8 +333,10 @@ static void check_idle(sj_connector_t *c) {
 }
 
 void sj__pair_closed(sj_connector_t *c, sj_pair_t *pair) {
-  sj_pair_info_t info;
-  sj__pair_info(pair, &info);
+  sj_pair_info_t info = {.id = pair->id, .status = pair->status};
+  if (pair->final != NULL)
+    info = *pair->final;
+  free(pair->final);
   sj_list_remove(&pair->link);
   c->n_pairs--;
   c->read[SJ_A] += info.bytes_read_a;

@@ -31,6 +31,7 @@ struct sj_pair {
   int open_streams;
   int status;      /* why it ended: 0, or the first error */
   int closing;
+  sj_pair_info_t *final; /* taken when closing starts, before the streams go */
 };
 
 typedef struct {

@@ -20,6 +20,7 @@ struct sj_dial {
   sj_stream_t *attempt; /* the socket being connected */
   int pending;          /* callbacks still to come: resolve, connect, timer close */
   int resolving;
+  int tried_path;
   int reported;         /* the user has had the result, or cancelled */
   int last_error;
 };
@@ -81,7 +82,8 @@ static void on_connect(uv_connect_t *req, int status) {
 /* Starts connecting to the next address, or reports the last failure. */
 static void try_next(sj_dial_t *d) {
   int is_unix = d->spec.kind == SJ_SIDE_UNIX;
-  if (!is_unix && d->next_addr == NULL) {
+  /* A Unix path is one address, tried once; a host may resolve to several. */
+  if (is_unix ? d->tried_path : d->next_addr == NULL) {
     report(d, d->last_error, NULL);
     return;
   }
@@ -93,6 +95,7 @@ static void try_next(sj_dial_t *d) {
   d->creq.data = d;
   int rc = 0;
   if (is_unix) {
+    d->tried_path = 1;
     uv_pipe_connect(&d->creq, (uv_pipe_t *)sj_uvstream_handle(s), d->spec.path, on_connect);
   } else {
     const struct addrinfo *ai = d->next_addr;

@@ -13,6 +13,7 @@ typedef struct {
   uv_fs_t rreq, wreq, creq;
   int reading;         /* the owner wants data            */
   int rbusy, wbusy;    /* an operation is in flight       */
+  int cbusy;           /* the descriptor is being closed  */
   sj_chunk_t *rchunk;  /* the chunk being read into       */
   sj_chunk_t *stashed; /* read after read_stop, held back */
   const char *wbuf;
@@ -155,19 +156,22 @@ static int fs_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
 static void on_fd_closed(uv_fs_t *req) {
   filestream_t *f = req->data;
   uv_fs_req_cleanup(req);
+  f->cbusy = 0;
   finish_close(f);
 }
 
 /* Completes a close once no file operation is in flight: the descriptor is
  * closed through the loop, and the stream goes when that is done. */
 static void finish_close(filestream_t *f) {
-  if (f->rbusy || f->wbusy)
+  if (f->rbusy || f->wbusy || f->cbusy)
     return;
   if (!f->fd_closed) {
     f->fd_closed = 1;
     f->creq.data = f;
-    if (uv_fs_close(f->base.loop, &f->creq, f->fd, on_fd_closed) == 0)
+    if (uv_fs_close(f->base.loop, &f->creq, f->fd, on_fd_closed) == 0) {
+      f->cbusy = 1;
       return;
+    }
   }
   if (f->stashed != NULL)
     sj_pool_put(f->base.pool, f->stashed);

@@ -47,7 +47,7 @@ sj_pair_t *sj__pair_new(sj_connector_t *c, sj_end_t *a, sj_end_t *b) {
   record_peer(&c->peers[SJ_A], &a->stream->peer);
   record_peer(&c->peers[SJ_B], &b->stream->peer);
 
-  char ta[SJ_HOST_MAX + 16], tb[SJ_HOST_MAX + 16];
+  char ta[SJ_PEER_HOST_MAX + 16], tb[SJ_PEER_HOST_MAX + 16];
   sj__peer_text(&a->stream->peer, ta, sizeof ta);
   sj__peer_text(&b->stream->peer, tb, sizeof tb);
   sj__log(c, SJ_LOG_INFO, "pair %llu formed: A %s <-> B %s", (unsigned long long)pair->id, ta, tb);
@@ -86,6 +86,11 @@ void sj__pair_close(sj_pair_t *pair, int status, int reset) {
     return;
   pair->closing = 1;
   pair->status = status;
+  /* The streams free themselves as they close, so what the report needs is
+   * taken now; the counts no longer move once the pumps are closed. */
+  pair->final = malloc(sizeof *pair->final);
+  if (pair->final != NULL)
+    sj__pair_info(pair, pair->final);
   for (int i = 0; i < 2; i++)
     sj_pump_close(&pair->end[i]->pump);
   for (int i = 0; i < 2; i++)
