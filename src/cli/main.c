@@ -111,6 +111,15 @@ static void announce(app_t *app) {
 }
 
 static int start(app_t *app, uv_loop_t *loop) {
+  /* Signals are handled before the first "listening" line, so a script that
+   * stops the tool as soon as it has read the port always gets a clean exit. */
+  uv_signal_init(loop, &app->sigint);
+  uv_signal_init(loop, &app->sigterm);
+  app->sigint.data = app->sigterm.data = app;
+  uv_signal_start(&app->sigint, on_signal, SIGINT);
+  uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+  app->signals_open = 1;
+
   sj_options_t *o = &app->cfg.opts;
   o->log_cb = on_log;
   o->on_done = on_done;
@@ -125,16 +134,11 @@ static int start(app_t *app, uv_loop_t *loop) {
       fprintf(stderr, "sockjoin: cannot use stdio: %s\n", sj_strerror(rc));
     else
       fprintf(stderr, "sockjoin: cannot listen on %s: %s\n", what, sj_strerror(rc));
+    close_signals(app);
     uv_run(loop, UV_RUN_DEFAULT); /* let what was opened close */
     return 1;
   }
   announce(app);
-  uv_signal_init(loop, &app->sigint);
-  uv_signal_init(loop, &app->sigterm);
-  app->sigint.data = app->sigterm.data = app;
-  uv_signal_start(&app->sigint, on_signal, SIGINT);
-  uv_signal_start(&app->sigterm, on_signal, SIGTERM);
-  app->signals_open = 1;
   return 0;
 }
 
