@@ -1,0 +1,57 @@
+# sockjoin: the commands of the README. Every target that needs packages
+# installs them first (Debian, apt-get), so each works on a fresh machine.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+PYTEST     ?= /usr/bin/python3 -m pytest
+JOBS       ?= $(shell nproc)
+
+# Build, unit tests, black-box tests and benchmarks.
+DEPS_BUILD = build-essential cmake pkg-config libuv1-dev libcmocka-dev
+DEPS_TEST  = python3 python3-pytest ncat socat iperf3 iproute2 procps
+DEPS_BENCH = haproxy nginx libnginx-mod-stream sockperf wrk
+DEPS       = $(DEPS_BUILD) $(DEPS_TEST)
+
+.PHONY: all deps deps-bench build run test unit e2e asan bench clean
+
+all: build
+
+# Installs only when something is missing, so repeated runs stay quick.
+deps:
+	@./scripts/install-deps $(DEPS)
+
+deps-bench:
+	@./scripts/install-deps $(DEPS) $(DEPS_BENCH)
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DSJ_WERROR=ON
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The seed's demo: two listening sides, traffic shown. Try it with
+# `ncat localhost 9000` and `ncat localhost 8000` in two terminals.
+run: deps build
+	./$(BUILD)/sockjoin --verbose --log-traffic listen:9000 listen:8000
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure
+
+e2e: build
+	SOCKJOIN_BIN=$(CURDIR)/$(BUILD)/sockjoin $(PYTEST) -q tests/e2e
+
+# The whole suite again under AddressSanitizer, UndefinedBehaviorSanitizer
+# and LeakSanitizer; any report fails the run.
+asan:
+	cmake -S . -B $(BUILD_ASAN) -DSJ_WERROR=ON -DSJ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+	cd $(BUILD_ASAN) && ctest --output-on-failure
+	SOCKJOIN_BIN=$(CURDIR)/$(BUILD_ASAN)/sockjoin SOCKJOIN_SANITIZED=1 $(PYTEST) -q tests/e2e
+
+test: deps build unit e2e asan
+
+bench: deps-bench build
+	./bench/run
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)
