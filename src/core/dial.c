@@ -17,10 +17,12 @@ struct sj_dial {
   uv_getaddrinfo_t gai;
   uv_connect_t creq;
   struct addrinfo *addrs, *next_addr;
+  struct sockaddr_storage literal; /* the address, when the host is an IP literal */
+  int has_literal;
   sj_stream_t *attempt; /* the socket being connected */
   int pending;          /* callbacks still to come: resolve, connect, timer close */
   int resolving;
-  int tried_path;
+  int tried_single;
   int reported;         /* the user has had the result, or cancelled */
   int last_error;
 };
@@ -82,8 +84,10 @@ static void on_connect(uv_connect_t *req, int status) {
 /* Starts connecting to the next address, or reports the last failure. */
 static void try_next(sj_dial_t *d) {
   int is_unix = d->spec.kind == SJ_SIDE_UNIX;
-  /* A Unix path is one address, tried once; a host may resolve to several. */
-  if (is_unix ? d->tried_path : d->next_addr == NULL) {
+  int single = is_unix || d->has_literal;
+  /* A Unix path or an IP literal is one address, tried once; a host name may
+   * resolve to several. */
+  if (single ? d->tried_single : d->next_addr == NULL) {
     report(d, d->last_error, NULL);
     return;
   }
@@ -95,8 +99,12 @@ static void try_next(sj_dial_t *d) {
   d->creq.data = d;
   int rc = 0;
   if (is_unix) {
-    d->tried_path = 1;
+    d->tried_single = 1;
     uv_pipe_connect(&d->creq, (uv_pipe_t *)sj_uvstream_handle(s), d->spec.path, on_connect);
+  } else if (d->has_literal) {
+    d->tried_single = 1;
+    rc = uv_tcp_connect(&d->creq, (uv_tcp_t *)sj_uvstream_handle(s),
+                        (const struct sockaddr *)&d->literal, on_connect);
   } else {
     const struct addrinfo *ai = d->next_addr;
     d->next_addr = ai->ai_next;
@@ -153,7 +161,13 @@ int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
   if (timeout_s > 0)
     uv_timer_start(&d->timer, on_timeout, (uint64_t)(timeout_s * 1000), 0);
   *out = d;
-  if (spec->kind == SJ_SIDE_UNIX) {
+  /* An IP literal needs no resolver: that saves a trip through libuv's
+   * thread pool on every connection a relay makes. */
+  d->has_literal =
+      spec->kind == SJ_SIDE_CONNECT &&
+      (uv_ip4_addr(spec->host, spec->port, (struct sockaddr_in *)&d->literal) == 0 ||
+       uv_ip6_addr(spec->host, spec->port, (struct sockaddr_in6 *)&d->literal) == 0);
+  if (spec->kind == SJ_SIDE_UNIX || d->has_literal) {
     try_next(d);
     return 0;
   }
