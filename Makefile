@@ -3,16 +3,19 @@
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS = fuzz_side fuzz_cli_options
 PYTEST     ?= /usr/bin/python3 -m pytest
 JOBS       ?= $(shell nproc)
 
 # Build, unit tests, black-box tests and benchmarks.
 DEPS_BUILD = build-essential cmake pkg-config libuv1-dev libcmocka-dev
-DEPS_TEST  = python3 python3-pytest ncat socat iperf3 iproute2 procps
+DEPS_TEST  = python3 python3-pytest ncat socat iperf3 iproute2 procps clang libclang-rt-14-dev
 DEPS_BENCH = haproxy nginx libnginx-mod-stream sockperf wrk
 DEPS       = $(DEPS_BUILD) $(DEPS_TEST)
 
-.PHONY: all deps deps-bench build run test unit e2e asan bench clean
+.PHONY: all deps deps-bench build run test unit e2e asan fuzz-build fuzz-replay fuzz bench clean
 
 all: build
 
@@ -48,10 +51,37 @@ asan:
 	cd $(BUILD_ASAN) && ctest --output-on-failure
 	SOCKJOIN_BIN=$(CURDIR)/$(BUILD_ASAN)/sockjoin SOCKJOIN_SANITIZED=1 $(PYTEST) -q tests/e2e
 
-test: deps build unit e2e asan
+# libFuzzer targets (clang), one per codec; corpora live in tests/fuzz/corpus/NAME
+# for target fuzz_NAME.
+fuzz-build:
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DSJ_FUZZ=ON -DSJ_TESTS=OFF \
+	  -DSJ_EXAMPLES=OFF -DSJ_WERROR=ON
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(FUZZ_TARGETS)
+
+# Every checked-in corpus input once: a regression test.
+fuzz-replay: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  if ./$(BUILD_FUZZ)/tests/fuzz/$$t -runs=0 tests/fuzz/corpus/$${t#fuzz_} \
+	       > $(BUILD_FUZZ)/$$t.log 2>&1; then \
+	    echo "$$t: $$(tail -n 1 $(BUILD_FUZZ)/$$t.log)"; \
+	  else cat $(BUILD_FUZZ)/$$t.log; exit 1; fi; \
+	done
+
+# Fuzzes each target for FUZZ_SECONDS, then merges what it found into the
+# checked-in corpus.
+fuzz: deps fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD_FUZZ)/found/$$t; \
+	  ./$(BUILD_FUZZ)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=1024 \
+	    $(BUILD_FUZZ)/found/$$t tests/fuzz/corpus/$${t#fuzz_} 2>&1 | tail -n 1 | sed "s/^/$$t: /"; \
+	  ./$(BUILD_FUZZ)/tests/fuzz/$$t -merge=1 tests/fuzz/corpus/$${t#fuzz_} \
+	    $(BUILD_FUZZ)/found/$$t > /dev/null 2>&1; \
+	done
+
+test: deps build unit e2e asan fuzz-replay
 
 bench: deps-bench build
 	./bench/run
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

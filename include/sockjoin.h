@@ -180,6 +180,8 @@ typedef struct {
   void *data;                    /* passed to every callback above           */
 } sj_options_t;
 
+#define SJ_DEFAULT_BUFFER (256 * 1024)
+
 /* Fills opts with the defaults documented above. */
 SJ_EXTERN void sj_options_init(sj_options_t *opts);
 

@@ -27,13 +27,6 @@ static int dials_per_accept(const sj_connector_t *c, sj_side_t side) {
   return !c->single && !is_listen(&c->spec[other(side)]);
 }
 
-void sj_options_init(sj_options_t *o) {
-  memset(o, 0, sizeof *o);
-  o->connect_timeout_s = 10;
-  o->buffer_size = 256 * 1024;
-  o->keepalive = SJ_KEEPALIVE_DEFAULTS;
-}
-
 static void unref(sj_connector_t *c);
 static void finish(sj_connector_t *c, int status);
 static void update_accepting(sj_connector_t *c);
@@ -475,7 +468,7 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
   else
     sj_options_init(&c->opts);
   if (c->opts.buffer_size == 0)
-    c->opts.buffer_size = 256 * 1024;
+    c->opts.buffer_size = SJ_DEFAULT_BUFFER;
   c->spec[SJ_A] = *a;
   c->spec[SJ_B] = *b;
   c->single = a->kind == SJ_SIDE_STDIO || b->kind == SJ_SIDE_STDIO || (!is_listen(a) && !is_listen(b));
