@@ -47,8 +47,7 @@ struct uv_loop_s;
   XX(ECLOSED, -5002, "connector is closed")                                  \
   XX(EAUTH, -5003, "authentication failed")                                  \
   XX(ETIMEDOUT_AUTH, -5004, "authentication timed out")                      \
-  XX(EMODE, -5005, "sides do not form a supported mode")                     \
-  XX(ENOPAIR, -5006, "connection ended before it was paired")
+  XX(EMODE, -5005, "sides do not form a supported mode")
 
 typedef enum {
 #define SJ_ERR_ENUM(name, code, msg) SJ_##name = (code),

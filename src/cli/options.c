@@ -1,7 +1,6 @@
 #include "options.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,12 +45,16 @@ static cli_action_t usage_error(char *err, size_t errlen, const char *fmt, ...) 
   return CLI_USAGE_ERROR;
 }
 
-/* A positive, finite number of seconds, at most a year. */
+/* Seconds as plain decimal digits with an optional fraction ("5", "0.25"),
+ * from a millisecond to a year. */
 static int parse_seconds(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 31536000)
+  size_t digits = strspn(s, "0123456789");
+  size_t frac = s[digits] == '.' ? strspn(s + digits + 1, "0123456789") : 0;
+  size_t len = digits + (s[digits] == '.' ? 1 + frac : 0);
+  if (digits + frac == 0 || s[len] != '\0' || len > 20)
+    return -1;
+  double v = strtod(s, NULL);
+  if (v < 0.001 || v > 31536000)
     return -1;
   *out = v;
   return 0;
@@ -82,21 +85,20 @@ static int parse_count(const char *s, unsigned long long min, unsigned long long
   return 0;
 }
 
+/* "IDLE,INTERVAL,COUNT": exactly three whole numbers, no empty field. */
 static int parse_keepalive(const char *s, sj_keepalive_t *ka) {
   unsigned long long v[3];
-  char buf[64];
-  if (strlen(s) >= sizeof buf)
-    return -1;
-  snprintf(buf, sizeof buf, "%s", s);
-  char *save = NULL, *tok = strtok_r(buf, ",", &save);
-  int n = 0;
-  for (; tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-    if (n == 3 || parse_count(tok, 1, 86400 * 7, 0, &v[n]) != 0)
+  for (int n = 0; n < 3; n++) {
+    size_t len = strcspn(s, ",");
+    char field[16];
+    if (len == 0 || len >= sizeof field || (n < 2) != (s[len] == ','))
       return -1;
-    n++;
+    memcpy(field, s, len);
+    field[len] = '\0';
+    if (parse_count(field, 1, 86400 * 7, 0, &v[n]) != 0)
+      return -1;
+    s += len + (n < 2);
   }
-  if (n != 3 || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
-    return -1;
   *ka = (sj_keepalive_t){1, (unsigned)v[0], (unsigned)v[1], (unsigned)v[2]};
   return 0;
 }

@@ -357,13 +357,15 @@ static void on_grace(uv_timer_t *t) {
   check_idle(c);
 }
 
+/* Pairs that could not deliver everything in time are reset, so that their
+ * peers can tell the stream was cut short. */
 static void on_drain_deadline(uv_timer_t *t) {
   sj_connector_t *c = t->data;
   sj_link_t *l = c->pairs.next;
   while (l != &c->pairs) {
     sj_pair_t *pair = sj_container_of(l, sj_pair_t, link);
     l = l->next;
-    sj__pair_close(pair, 0, 0);
+    sj__pair_close(pair, UV_ETIMEDOUT, 1);
   }
   check_idle(c);
 }
@@ -497,6 +499,7 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
     if (rc != 0) {
       if (failed_side != NULL)
         *failed_side = (sj_side_t)side;
+      c->opts.on_done = NULL; /* the caller learns of the failure from rc alone */
       sj_connector_close(c, NULL);
       if (c->own_loop)
         sj_connector_run(c);

@@ -10,8 +10,13 @@ const char *sj_strerror(int err) {
     return msg;
     SJ_ERRNO_MAP(SJ_ERR_CASE)
 #undef SJ_ERR_CASE
-  default:
+#define SJ_UV_CASE(name, msg) case UV_##name:
+    UV_ERRNO_MAP(SJ_UV_CASE)
+#undef SJ_UV_CASE
     return uv_strerror(err);
+  default:
+    /* libuv allocates a message for codes it does not know. */
+    return "unknown error";
   }
 }
 

@@ -167,6 +167,13 @@ void sj_pump_finish_input(sj_pump_t *p) {
 
 void sj_pump_close(sj_pump_t *p) {
   p->closed = 1;
+  if (p->writing) {
+    /* Count what the cancelled write had already handed on. */
+    size_t in_flight = sj_chunk_remaining(p->head);
+    size_t unsent = sj_stream_unsent(p->dst, in_flight);
+    if (unsent < in_flight)
+      p->bytes_written += in_flight - unsent;
+  }
   /* A chunk under an asynchronous write stays until that write completes
    * (closing the stream cancels it): a file write may still be reading it. */
   while (p->head != NULL && !(p->writing && p->head->next == NULL))

@@ -6,6 +6,7 @@
 #include "stream.h"
 
 #include <stdlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,8 +91,13 @@ static void sd_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
     sj_stream_close(sd->out, 0, half_closed);
 }
 
+static size_t sd_unsent(const sj_stream_t *s) {
+  const stdio_t *sd = (const stdio_t *)s;
+  return sd->out != NULL ? sj_stream_unsent(sd->out, SIZE_MAX) : SIZE_MAX;
+}
+
 static const sj_stream_ops_t stdio_ops = {
-    sd_read_start, sd_read_stop, sd_try_write, sd_write, sd_shutdown, sd_close,
+    sd_read_start, sd_read_stop, sd_try_write, sd_write, sd_shutdown, sd_close, sd_unsent,
 };
 
 /* Opens fd as a stream of whatever kind it is. */

@@ -45,7 +45,9 @@ void sj_strbuf_json_escape(sj_strbuf_t *sb, const char *s) {
 }
 
 void sj_strbuf_iso8601(sj_strbuf_t *sb, long long ms) {
-  time_t secs = (time_t)(ms / 1000);
+  long long whole = ms / 1000 - (ms % 1000 < 0); /* floor, also before 1970 */
+  time_t secs = (time_t)whole;
+  ms -= whole * 1000;
   struct tm tm;
   gmtime_r(&secs, &tm);
   sj_strbuf_printf(sb, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,

@@ -38,6 +38,9 @@ typedef struct {
   int (*shutdown)(sj_stream_t *s, sj_shutdown_cb cb, void *arg);
   /* reset: end with a TCP reset where the transport has one. */
   void (*close)(sj_stream_t *s, int reset, sj_stream_close_cb cb);
+  /* Optional: bytes of the write in flight not yet handed on, so that a
+   * write cut short by a close is counted exactly. */
+  size_t (*unsent)(const sj_stream_t *s);
 } sj_stream_ops_t;
 
 struct sj_stream {
@@ -63,6 +66,11 @@ static inline int sj_stream_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *ar
 }
 static inline void sj_stream_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
   s->ops->close(s, reset, cb);
+}
+/* in_flight: the size of the write in flight; without the op, all of it is
+ * taken as unsent. */
+static inline size_t sj_stream_unsent(const sj_stream_t *s, size_t in_flight) {
+  return s->ops->unsent != NULL ? s->ops->unsent(s) : in_flight;
 }
 
 /* Streams over libuv handles (uvstream.c). */

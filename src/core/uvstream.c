@@ -129,8 +129,12 @@ static void us_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
   uv_close(&us->h.handle, on_close);
 }
 
+static size_t us_unsent(const sj_stream_t *s) {
+  return uv_stream_get_write_queue_size(&((const uvstream_t *)s)->h.stream);
+}
+
 static const sj_stream_ops_t uvstream_ops = {
-    us_read_start, us_read_stop, us_try_write, us_write, us_shutdown, us_close,
+    us_read_start, us_read_stop, us_try_write, us_write, us_shutdown, us_close, us_unsent,
 };
 
 static uvstream_t *alloc_stream(uv_loop_t *loop, sj_pool_t *pool) {

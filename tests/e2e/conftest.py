@@ -7,7 +7,6 @@ suite also passes against slow (AddressSanitizer) builds.
 """
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -281,6 +280,24 @@ def read_pipe_exact(f, n, timeout=DEADLINE):
     return bytes(buf)
 
 
+def read_pipe_until_eof(f, timeout=DEADLINE):
+    """Read a pipe (file object) until EOF with a deadline."""
+    deadline = time.monotonic() + timeout
+    fd = f.fileno()
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("pipe not closed within %.1fs (read %r)" % (timeout, bytes(buf[:200])))
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -394,14 +411,14 @@ class Sockjoin:
     searched and waited on. Neither pipe can fill up.
     """
 
-    def __init__(self, args, stdin=subprocess.DEVNULL, env=None):
+    def __init__(self, args, stdin=subprocess.DEVNULL, env=None, stdout=subprocess.PIPE):
         require_binary()
         self.args = [str(a) for a in args]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [BIN] + self.args,
             stdin=stdin,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             env=env,
         )
@@ -419,6 +436,11 @@ class Sockjoin:
 
     # -- reader threads --------------------------------------------------
     def _read_stdout(self):
+        if self.proc.stdout is None:  # stdout redirected by the caller
+            with self._cond:
+                self._out_eof = True
+                self._cond.notify_all()
+            return
         fd = self.proc.stdout.fileno()
         while True:
             try:
@@ -583,13 +605,17 @@ class Sockjoin:
         raise AssertionError("no VmRSS for pid %d" % self.pid)
 
     def stop(self):
-        """SIGTERM, wait, SIGKILL if needed. Returns the exit status."""
+        """SIGTERM, wait, SIGKILL if needed. Returns the exit status.
+        Sets .stop_how: 'exited' (already gone), 'sigterm' or 'sigkill'."""
+        self.stop_how = "exited"
         if self.proc.poll() is None:
+            self.stop_how = "sigterm"
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(DEADLINE)
             except subprocess.TimeoutExpired:
+                self.stop_how = "sigkill"
                 self.proc.kill()
                 self.proc.wait(10)
         self._t_out.join(5)
@@ -628,8 +654,8 @@ def sockjoin(request):
     """
     procs = []
 
-    def start(*args, wait=True, stdin=subprocess.DEVNULL, env=None):
-        sj = Sockjoin(args, stdin=stdin, env=env)
+    def start(*args, wait=True, stdin=subprocess.DEVNULL, env=None, stdout=subprocess.PIPE):
+        sj = Sockjoin(args, stdin=stdin, env=env, stdout=stdout)
         procs.append(sj)
         if wait:
             sj.wait_listening(count_listen_sides(args))
@@ -637,16 +663,23 @@ def sockjoin(request):
 
     yield start
 
-    reports = []
+    problems = []
     for sj in procs:
-        sj.stop()
-        print("---- sockjoin %s (status %s) stderr ----" % (" ".join(sj.args), sj.proc.returncode))
+        rc = sj.stop()
+        name = "sockjoin " + " ".join(sj.args)
+        print("---- %s (status %s, %s) stderr ----" % (name, rc, sj.stop_how))
         print(sj.stderr_text())
         rep = sj.sanitizer_report()
         if rep:
-            reports.append(rep)
-    if reports:
-        pytest.fail("sanitizer report in sockjoin stderr:\n" + "\n\n".join(reports))
+            problems.append("sanitizer report from %s:\n%s" % (name, rep))
+        if sj.stop_how == "sigkill":
+            problems.append("%s did not exit within %.0fs of SIGTERM" % (name, DEADLINE))
+        elif sj.stop_how == "sigterm" and rc != 0:
+            problems.append("%s exited with status %s on SIGTERM (expected 0)" % (name, rc))
+        elif sj.stop_how == "exited" and rc < 0:
+            problems.append("%s was killed by signal %d" % (name, -rc))
+    if problems:
+        pytest.fail("\n\n".join(problems))
 
 
 @pytest.fixture

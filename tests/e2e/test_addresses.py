@@ -1,15 +1,17 @@
 """Address families and side kinds: IPv6, host names, Unix sockets, stdio,
 and listen failures."""
 
+import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import (DEADLINE, Worker, connect_tcp, connect_unix, ipv6_loopback_available, parse_hostport,
+from conftest import (DEADLINE, Worker, connect_tcp, expect_closed, connect_unix, ipv6_loopback_available,
                       recv_exact, recv_until_eof, run_sockjoin, transfer)
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="::1 not available")
@@ -76,13 +78,46 @@ def test_connect_localhost_name(sockjoin, servers, sockets):
     exchange(a, b)
 
 
-def test_listen_default_host_is_all_interfaces(sockjoin, sockets):
-    sj = sockjoin("listen:0", "listen:127.0.0.1:0")
+DEFAULT_HOST_SCRIPT = r"""
+import sys
+sys.path.insert(0, %(here)r)
+from conftest import Sockjoin, connect_tcp, recv_exact
+sj = Sockjoin(["listen:0", "listen:127.0.0.1:0"])
+try:
+    sj.wait_listening(2)
     host, port = sj.addr("A")
     assert host == "0.0.0.0", sj.listening
-    a = sockets(connect_tcp(("127.0.0.1", port)))
-    b = sockets(connect_tcp(sj.addr("B")))
-    exchange(a, b)
+    a = connect_tcp(("127.0.0.1", port))
+    b = connect_tcp(sj.addr("B"))
+    a.sendall(b"default host")
+    assert recv_exact(b, 12) == b"default host"
+    print("OK", sj.listening["A"])
+finally:
+    sj.stop()
+"""
+
+
+def unshare_available():
+    try:
+        r = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+        return r.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_listen_default_host_is_all_interfaces():
+    """listen:PORT binds 0.0.0.0. Run in a fresh network namespace that has
+    only a loopback interface, so nothing listens on a real interface."""
+    if not unshare_available():
+        pytest.skip("unshare -n not permitted here")
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = DEFAULT_HOST_SCRIPT % {"here": here}
+    r = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"',
+                        sys.executable if sys.executable else "/usr/bin/python3", script],
+                       capture_output=True, timeout=DEADLINE * 2)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0, "stdout:\n%s\nstderr:\n%s" % (out, err)
+    assert re.search(r"^OK 0\.0\.0\.0:[1-9]\d*$", out, re.M), out
 
 
 @pytest.mark.parametrize("busy_side", ["A", "B"])
@@ -149,12 +184,28 @@ def test_tcp_listen_to_unix_connect(sockjoin, servers, sockets, short_tmp):
     assert backend.accepts == 2
 
 
-def test_unix_connect_missing_path_fails(sockjoin, servers, short_tmp):
+@pytest.mark.parametrize("what", ["missing", "stale"])
+def test_unix_connect_failure_exits_1_at_once(sockjoin, servers, short_tmp, what):
+    """unix:PATH to a path that does not exist (ENOENT) or to a socket file
+    nobody listens on (ECONNREFUSED) fails immediately, not after the
+    connect timeout."""
     sa = servers()
-    missing = os.path.join(short_tmp, "nobody.sock")
-    sj = sockjoin("connect:" + sa.addr, "unix:" + missing)
-    assert sj.wait_exit() == 1
-    assert "connect to %s failed" % missing in sj.stderr_text(), sj.stderr_text()
+    path = os.path.join(short_tmp, "nobody.sock")
+    stale = None
+    if what == "stale":
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(path)  # bound, never listening
+    try:
+        sj = sockjoin("connect:" + sa.addr, "unix:" + path)
+        assert sj.wait_exit() == 1
+        elapsed = time.monotonic() - sj.started
+        text = sj.stderr_text()
+        assert "B connect to %s failed" % path in text, text
+        assert elapsed < 5, "took %.1fs to fail (stderr: %s)" % (elapsed, text)
+        assert "timed out" not in text, text
+    finally:
+        if stale:
+            stale.close()
 
 
 # --------------------------------------------------------------------------
@@ -197,9 +248,12 @@ def test_stdio_to_connect_bulk(sockjoin, servers):
 
 
 def test_listen_to_stdio(sockjoin, sockets):
+    # The `listening` line comes first on stdout; relayed data follows it.
     sj = sockjoin("listen:127.0.0.1:0", "stdio", stdin=subprocess.PIPE)
     assert set(sj.listening) == {"A"}
-    a = sockets(connect_tcp(sj.addr("A")))
+    addr = sj.addr("A")
+    assert addr[0] == "127.0.0.1" and addr[1] > 0
+    a = sockets(connect_tcp(addr))
     a.sendall(b"net to stdout\n")
     assert sj.stdout_take(14) == b"net to stdout\n"
     sj.proc.stdin.write(b"stdin to net\n")
@@ -214,3 +268,27 @@ def test_listen_to_stdio(sockjoin, sockets):
     # The one pair has ended: the process exits.
     assert sj.wait_exit() == 0, sj.stderr_text()
     assert sj.stdout_until_eof() == b""
+
+
+def test_stdio_broken_stdout_does_not_kill(sockjoin, servers):
+    """Writing to a stdout pipe whose reader is gone raises SIGPIPE unless it
+    is ignored: sockjoin must survive it, end the pair and exit normally."""
+    backend = servers()
+    r, w = os.pipe()
+    try:
+        sj = sockjoin("stdio", "connect:" + backend.addr, stdin=subprocess.PIPE, stdout=w)
+    finally:
+        os.close(w)
+    os.close(r)  # nobody will ever read sockjoin's stdout
+    b = backend.accept_next()
+    try:
+        for _ in range(16):
+            b.sendall(b"x" * 65536)
+    except OSError:
+        pass  # sockjoin closed (or reset) the connection: fine
+    kind, _ = expect_closed(b)
+    with contextlib.suppress(OSError):
+        sj.proc.stdin.close()
+    rc = sj.wait_exit()
+    assert rc >= 0, "sockjoin killed by signal %d" % -rc
+    assert rc in (0, 1), rc

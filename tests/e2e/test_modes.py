@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import (DEADLINE, Worker, connect_tcp, expect_closed, free_port, read_pipe_exact,
+                      read_pipe_until_eof,
                       recv_exact, recv_until_eof)
 
 LL = ("listen:127.0.0.1:0", "listen:127.0.0.1:0")
@@ -145,8 +146,8 @@ def test_ncat_as_peer(sockjoin, sockets):
         nc.stdin.close()  # ncat half-closes on stdin EOF
         assert recv_until_eof(b) == b""
         b.close()
-        out, err = nc.communicate(timeout=DEADLINE)
-        assert out == b"", (out, err)
+        assert read_pipe_until_eof(nc.stdout) == b""
+        assert nc.wait(DEADLINE) == 0, nc.stderr.read()
     finally:
         if nc.poll() is None:
             nc.kill()
@@ -170,9 +171,8 @@ def test_socat_as_peer(sockjoin, servers):
         assert got == data
         b.sendall(reply)
         b.close()
-        out, err = sc.communicate(timeout=DEADLINE)
-        assert out == reply, (out, err)
-        assert sc.returncode == 0, err
+        assert read_pipe_until_eof(sc.stdout) == reply
+        assert sc.wait(DEADLINE) == 0, sc.stderr.read()
     finally:
         if sc.poll() is None:
             sc.kill()
