@@ -46,7 +46,7 @@ e2e: build
 # The whole suite again under AddressSanitizer, UndefinedBehaviorSanitizer
 # and LeakSanitizer; any report fails the run.
 asan:
-	cmake -S . -B $(BUILD_ASAN) -DSJ_WERROR=ON -DSJ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake -S . -B $(BUILD_ASAN) -DSJ_WERROR=ON -DSJ_SANITIZE=ON -DSJ_TESTS=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 	cd $(BUILD_ASAN) && ctest --output-on-failure
 	SOCKJOIN_BIN=$(CURDIR)/$(BUILD_ASAN)/sockjoin SOCKJOIN_SANITIZED=1 $(PYTEST) -q tests/e2e
