@@ -172,6 +172,9 @@ typedef struct {
   size_t buffer_size;      /* per-direction high-water mark; default 256 KiB */
   unsigned max_pairs;      /* 0 = unlimited                                  */
   sj_keepalive_t keepalive;      /* default SJ_KEEPALIVE_DEFAULTS            */
+  int no_splice; /* 1: never relay with splice(2); bytes always pass through
+                    user space (the zero-copy path is used by default where
+                    both ends are plain sockets and no traffic is logged) */
   sj_log_cb log_cb;              /* NULL: messages are dropped               */
   sj_pair_cb on_pair;            /* a pair formed                            */
   sj_pair_cb on_pair_closed;     /* a pair ended; byte counts are final      */

@@ -33,6 +33,7 @@ const char cli_usage[] =
     "  --buffer BYTES            per-direction high-water mark (default 256k)\n"
     "  --keepalive IDLE,INTERVAL,COUNT  TCP keep-alive (default 60,10,5)\n"
     "  --no-keepalive            turn TCP keep-alive off\n"
+    "  --no-splice               never relay with splice(2) (always copy)\n"
     "  --stats                   print stats as JSON on stderr at exit\n"
     "  -h, --help                this text\n"
     "  --version                 the version\n";
@@ -193,6 +194,10 @@ cli_action_t cli_parse(int argc, char **argv, cli_config_t *cfg, char *err, size
     }
     if (strcmp(arg, "--stats") == 0) {
       cfg->stats = 1;
+      continue;
+    }
+    if (strcmp(arg, "--no-splice") == 0) {
+      cfg->opts.no_splice = 1;
       continue;
     }
     if (strcmp(arg, "--no-keepalive") == 0) {

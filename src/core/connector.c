@@ -106,7 +106,8 @@ static sj_end_t *end_new(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
   sj_list_init(&e->link);
   c->refs++;
   const sj_pump_events_t *ev = c->opts.log_traffic ? &end_events_traced : &end_events;
-  int rc = sj_pump_start(&e->pump, s, c->opts.buffer_size, ev, e);
+  sj_splicer_t *splicer = c->opts.no_splice ? NULL : &c->splicer;
+  int rc = sj_pump_start(&e->pump, s, c->opts.buffer_size, splicer, ev, e);
   if (rc != 0) {
     sj__log(c, SJ_LOG_ERROR, "%c cannot read: %s", sj__side_letter(side), sj_strerror(rc));
     e->closing = 1;
@@ -372,6 +373,7 @@ static void on_drain_deadline(uv_timer_t *t) {
 
 static void free_connector(sj_connector_t *c) {
   sj_pool_drain(&c->pool);
+  sj_splicer_close(&c->splicer);
   free(c->peers[SJ_A].items);
   free(c->peers[SJ_B].items);
   if (c->own_loop) {
@@ -485,6 +487,7 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
   }
   c->loop = loop;
   sj_pool_init(&c->pool, SJ_CHUNK_SIZE, 64);
+  sj_splicer_init(&c->splicer);
   sj_list_init(&c->waiting[SJ_A]);
   sj_list_init(&c->waiting[SJ_B]);
   sj_list_init(&c->dialing);

@@ -55,6 +55,7 @@ struct sj_connector_s {
   unsigned n_pairs;
   uv_timer_t grace, drain;
   sj_pool_t pool;
+  sj_splicer_t splicer; /* the one pipe of the zero-copy path */
   uint64_t next_pair_id;
   /* Totals of closed pairs; open pairs are added when stats are read. */
   uint64_t pairs_formed, read[2], written[2];

@@ -192,7 +192,11 @@ static void fs_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
 }
 
 static const sj_stream_ops_t filestream_ops = {
-    fs_read_start, fs_read_stop, NULL, fs_write, fs_shutdown, fs_close, NULL,
+    .read_start = fs_read_start,
+    .read_stop = fs_read_stop,
+    .write = fs_write,
+    .shutdown = fs_shutdown,
+    .close = fs_close,
 };
 
 int sj_filestream_open(uv_loop_t *loop, sj_pool_t *pool, uv_file fd, sj_stream_t **out) {

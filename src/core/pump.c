@@ -1,26 +1,54 @@
 #include "pump.h"
 
+/* How much one readiness event may splice before the loop moves on to other
+ * sockets (fairness); input left over is reported again on the next turn. */
+#define SJ_SPLICE_BUDGET (4 * 1024 * 1024)
+
 static void flush(sj_pump_t *p);
 
 static void fail(sj_pump_t *p, int err) {
   if (p->failed || p->closed)
     return;
-  p->failed = 1;
-  if (p->reading && !p->src_eof)
+  if (p->reading)
     sj_stream_read_stop(p->src);
-  p->reading = 0;
+  p->reading = p->polling = 0;
+  p->failed = 1;
   p->ev->on_error(p, err);
 }
 
+/* Splicing needs two plain sockets, an empty queue (order), and nobody who
+ * wants to see the bytes. */
+static int can_splice(const sj_pump_t *p) {
+  return p->splicer != NULL && !p->no_splice && p->dst != NULL && p->head == NULL &&
+         !p->writing && p->ev->on_chunk == NULL && sj_stream_fileno(p->src) >= 0 &&
+         sj_stream_fileno(p->dst) >= 0;
+}
+
+/* Turns reading on or off; when on, in the mode the pump's state calls for. */
 static void set_reading(sj_pump_t *p, int on) {
-  if (p->reading == on || p->src_eof || p->failed || p->closed)
+  if (p->src_eof || p->failed || p->closed)
     return;
-  int rc = on ? sj_stream_read_start(p->src) : sj_stream_read_stop(p->src);
+  int poll = on && can_splice(p);
+  if (p->reading == (unsigned)on && p->polling == (unsigned)poll)
+    return;
+  int rc = p->reading ? sj_stream_read_stop(p->src) : 0;
+  if (rc == 0 && on)
+    rc = poll ? sj_stream_poll_start(p->src) : sj_stream_read_start(p->src);
   if (rc != 0) {
     fail(p, rc);
     return;
   }
   p->reading = (unsigned)on;
+  p->polling = (unsigned)poll;
+}
+
+/* Reading pauses at the mark and resumes below half of it; in between it
+ * keeps its state, but its mode still follows the queue. */
+static void update_reading(sj_pump_t *p) {
+  if (p->queued >= p->hwm)
+    set_reading(p, 0);
+  else if (p->queued <= p->hwm / 2 || p->reading)
+    set_reading(p, 1);
 }
 
 static void on_shutdown(sj_stream_t *s, int status, void *arg) {
@@ -45,6 +73,15 @@ static void maybe_end(sj_pump_t *p) {
   int rc = sj_stream_shutdown(p->dst, on_shutdown, p);
   if (rc != 0)
     fail(p, rc);
+}
+
+static void enqueue(sj_pump_t *p, sj_chunk_t *c) {
+  p->queued += sj_chunk_remaining(c);
+  if (p->tail != NULL)
+    p->tail->next = c;
+  else
+    p->head = c;
+  p->tail = c;
 }
 
 static void pop_head(sj_pump_t *p) {
@@ -107,9 +144,57 @@ static void flush(sj_pump_t *p) {
     }
     p->writing = 1;
   }
-  if (p->queued <= p->hwm / 2)
-    set_reading(p, 1);
+  update_reading(p);
   maybe_end(p);
+}
+
+/* Moves what is stuck in the pipe into the queue, for the copy path. */
+static int take_stuck(sj_pump_t *p, size_t stuck) {
+  while (stuck > 0) {
+    sj_chunk_t *c = sj_pool_get(p->src->pool);
+    int n = c != NULL ? sj_splicer_take(p->splicer, c->data,
+                                        stuck < p->src->pool->size ? stuck : p->src->pool->size)
+                      : UV_ENOMEM;
+    if (n <= 0) {
+      if (c != NULL)
+        sj_pool_put(p->src->pool, c);
+      sj_splicer_discard(p->splicer);
+      fail(p, n < 0 ? n : UV_EIO);
+      return -1;
+    }
+    c->len = (size_t)n;
+    enqueue(p, c);
+    stuck -= (size_t)n;
+  }
+  return 0;
+}
+
+/* The source has input and the pump is on the zero-copy path. */
+static void splice_step(sj_pump_t *p) {
+  sj_splice_result_t r;
+  int dst_failed;
+  int rc = sj_splice_move(p->splicer, sj_stream_fileno(p->src), sj_stream_fileno(p->dst),
+                          SJ_SPLICE_BUDGET, &r, &dst_failed);
+  p->bytes_read += r.in;
+  p->bytes_written += r.out;
+  if (rc < 0 && r.in == 0 && p->splicer->rd < 0) {
+    /* No pipe to be had (out of descriptors): copy instead. */
+    p->no_splice = 1;
+    set_reading(p, 1);
+    return;
+  }
+  if (rc < 0) {
+    sj_splicer_discard(p->splicer);
+    fail(p, rc);
+    return;
+  }
+  if (r.stuck > 0 && take_stuck(p, r.stuck) != 0)
+    return;
+  if (r.eof) {
+    set_reading(p, 0);
+    p->src_eof = 1;
+  }
+  flush(p);
 }
 
 static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
@@ -119,35 +204,33 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
       sj_pool_put(s->pool, c);
     return;
   }
+  if (status == SJ_READABLE) {
+    if (p->polling)
+      splice_step(p);
+    return;
+  }
   if (status == UV_EOF) {
-    p->reading = 0;
+    p->reading = p->polling = 0;
     p->src_eof = 1;
     maybe_end(p);
     return;
   }
   if (status < 0) {
-    p->reading = 0;
+    p->reading = p->polling = 0;
     fail(p, status);
     return;
   }
-  size_t n = sj_chunk_remaining(c);
-  p->bytes_read += n;
-  p->queued += n;
-  if (p->tail != NULL)
-    p->tail->next = c;
-  else
-    p->head = c;
-  p->tail = c;
-  if (p->queued >= p->hwm)
-    set_reading(p, 0);
+  p->bytes_read += sj_chunk_remaining(c);
+  enqueue(p, c);
   flush(p);
 }
 
-int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, const sj_pump_events_t *ev,
-                  void *owner) {
-  *p = (sj_pump_t){.src = src, .ev = ev, .owner = owner, .hwm = hwm};
+int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, sj_splicer_t *splicer,
+                  const sj_pump_events_t *ev, void *owner) {
+  *p = (sj_pump_t){.src = src, .ev = ev, .owner = owner, .hwm = hwm, .splicer = splicer};
   src->data = p;
   src->on_read = on_read;
+  /* With no destination yet, reading starts on the copy path. */
   int rc = sj_stream_read_start(src);
   if (rc == 0)
     p->reading = 1;
@@ -176,14 +259,15 @@ void sj_pump_close(sj_pump_t *p) {
   }
   /* A chunk under an asynchronous write stays until that write completes
    * (closing the stream cancels it): a file write may still be reading it. */
-  while (p->head != NULL && !(p->writing && p->head->next == NULL))
-    if (p->writing) {
-      sj_chunk_t *rest = p->head->next;
-      p->head->next = rest->next;
-      sj_pool_put(p->src->pool, rest);
-    } else {
-      pop_head(p);
-    }
-  p->tail = p->head;
+  sj_chunk_t *keep = p->writing ? p->head : NULL;
+  sj_chunk_t *c = keep != NULL ? keep->next : p->head;
+  while (c != NULL) {
+    sj_chunk_t *next = c->next;
+    sj_pool_put(p->src->pool, c);
+    c = next;
+  }
+  if (keep != NULL)
+    keep->next = NULL;
+  p->head = p->tail = keep;
   p->queued = 0;
 }

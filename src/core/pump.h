@@ -7,10 +7,17 @@
  * Before dst is known (a socket waiting for its partner) the pump already
  * reads, up to the mark, so that bytes sent early are kept and errors are
  * seen; they are written when the pump is connected to its dst.
+ *
+ * Given a splicer, the pump moves bytes between two plain kernel sockets
+ * with splice(2) whenever its queue is empty and nobody watches the bytes;
+ * what the destination cannot take at once lands in the queue and goes the
+ * copy path's way, and splicing resumes once the queue has drained. Both
+ * paths keep the same guarantees: order, the mark, half-close, counts.
  */
 #ifndef SJ_PUMP_H
 #define SJ_PUMP_H
 
+#include "splice.h"
 #include "stream.h"
 
 #include <stdint.h>
@@ -34,9 +41,12 @@ struct sj_pump {
   sj_chunk_t *head, *tail; /* read, not yet written */
   size_t queued;           /* bytes in head..tail    */
   size_t hwm;
+  sj_splicer_t *splicer; /* NULL: copy path only */
   uint64_t bytes_read;
   uint64_t bytes_written;
   unsigned reading : 1; /* a read is requested from src          */
+  unsigned polling : 1; /* ... as readiness, for the splice path */
+  unsigned no_splice : 1; /* no pipe could be had                */
   unsigned src_eof : 1; /* src ended (or the pump was told to stop) */
   unsigned writing : 1; /* a write to dst is in flight           */
   unsigned shutting : 1;
@@ -45,8 +55,9 @@ struct sj_pump {
   unsigned closed : 1;
 };
 
-/* Starts reading src; the pump becomes src's reader (src->data = p). */
-int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm,
+/* Starts reading src; the pump becomes src's reader (src->data = p).
+ * splicer may be NULL (copy path only). */
+int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, sj_splicer_t *splicer,
                   const sj_pump_events_t *ev, void *owner);
 /* Gives the pump its destination and writes what is already queued. */
 void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst);

@@ -97,7 +97,13 @@ static size_t sd_unsent(const sj_stream_t *s) {
 }
 
 static const sj_stream_ops_t stdio_ops = {
-    sd_read_start, sd_read_stop, sd_try_write, sd_write, sd_shutdown, sd_close, sd_unsent,
+    .read_start = sd_read_start,
+    .read_stop = sd_read_stop,
+    .try_write = sd_try_write,
+    .write = sd_write,
+    .shutdown = sd_shutdown,
+    .close = sd_close,
+    .unsent = sd_unsent,
 };
 
 /* Opens fd as a stream of whatever kind it is. */

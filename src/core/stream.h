@@ -41,7 +41,16 @@ typedef struct {
   /* Optional: bytes of the write in flight not yet handed on, so that a
    * write cut short by a close is counted exactly. */
   size_t (*unsent)(const sj_stream_t *s);
+  /* Optional, for the zero-copy path of plain kernel sockets: the socket's
+   * descriptor, and a read mode in which on_read gets SJ_READABLE (and no
+   * chunk) whenever the socket has input, which the caller then takes
+   * itself; read_stop ends either mode. */
+  int (*fileno)(const sj_stream_t *s);
+  int (*poll_start)(sj_stream_t *s);
 } sj_stream_ops_t;
+
+/* The on_read status of a readiness notification (see poll_start). */
+#define SJ_READABLE 1
 
 struct sj_stream {
   const sj_stream_ops_t *ops;
@@ -67,6 +76,10 @@ static inline int sj_stream_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *ar
 static inline void sj_stream_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
   s->ops->close(s, reset, cb);
 }
+static inline int sj_stream_fileno(const sj_stream_t *s) {
+  return s->ops->fileno != NULL ? s->ops->fileno(s) : -1;
+}
+static inline int sj_stream_poll_start(sj_stream_t *s) { return s->ops->poll_start(s); }
 /* in_flight: the size of the write in flight; without the op, all of it is
  * taken as unsent. */
 static inline size_t sj_stream_unsent(const sj_stream_t *s, size_t in_flight) {

@@ -14,6 +14,7 @@ typedef struct {
     uv_tty_t tty;
   } h;
   sj_stream_close_cb close_cb;
+  int notify; /* reading reports readiness instead of data */
 } uvstream_t;
 
 /* Requests are allocated only when an operation cannot finish at once, so an
@@ -35,6 +36,14 @@ typedef struct {
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   uvstream_t *us = h->data;
+  /* In notify mode no buffer is given, so libuv reads nothing and reports
+   * UV_ENOBUFS: that is the readiness notification. The socket stays
+   * watched (epoll is level-triggered), so input left unread is reported
+   * again on the next turn of the loop. */
+  if (us->notify) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
   sj_chunk_t *c = sj_pool_get(us->base.pool);
   *buf = c != NULL ? uv_buf_init(c->data, (unsigned)us->base.pool->size) : uv_buf_init(NULL, 0);
 }
@@ -50,6 +59,10 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c != NULL)
     sj_pool_put(us->base.pool, c);
+  if (nread == UV_ENOBUFS && us->notify) {
+    us->base.on_read(&us->base, SJ_READABLE, NULL);
+    return;
+  }
   if (nread < 0) {
     uv_read_stop(h);
     us->base.on_read(&us->base, (int)nread, NULL);
@@ -57,8 +70,24 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static int us_read_start(sj_stream_t *s) {
+  US(s)->notify = 0;
   int rc = uv_read_start(&US(s)->h.stream, on_alloc, on_read);
   return rc == UV_EALREADY ? 0 : rc;
+}
+
+static int us_poll_start(sj_stream_t *s) {
+  US(s)->notify = 1;
+  int rc = uv_read_start(&US(s)->h.stream, on_alloc, on_read);
+  return rc == UV_EALREADY ? 0 : rc;
+}
+
+/* Only sockets take part in the zero-copy path. */
+static int us_fileno(const sj_stream_t *s) {
+  const uvstream_t *us = (const uvstream_t *)s;
+  uv_os_fd_t fd;
+  if (us->h.handle.type != UV_TCP && us->h.handle.type != UV_NAMED_PIPE)
+    return -1;
+  return uv_fileno(&us->h.handle, &fd) == 0 ? fd : -1;
 }
 
 static int us_read_stop(sj_stream_t *s) { return uv_read_stop(&US(s)->h.stream); }
@@ -134,7 +163,15 @@ static size_t us_unsent(const sj_stream_t *s) {
 }
 
 static const sj_stream_ops_t uvstream_ops = {
-    us_read_start, us_read_stop, us_try_write, us_write, us_shutdown, us_close, us_unsent,
+    .read_start = us_read_start,
+    .read_stop = us_read_stop,
+    .try_write = us_try_write,
+    .write = us_write,
+    .shutdown = us_shutdown,
+    .close = us_close,
+    .unsent = us_unsent,
+    .fileno = us_fileno,
+    .poll_start = us_poll_start,
 };
 
 static uvstream_t *alloc_stream(uv_loop_t *loop, sj_pool_t *pool) {

@@ -1,5 +1,6 @@
 """Data integrity: bulk transfer, early data, half-close, resets and
-backpressure."""
+backpressure, each through both relay paths: the zero-copy splice path
+(the default) and the copy path (--no-splice)."""
 
 import os
 import select
@@ -15,6 +16,12 @@ from conftest import (DEADLINE, Worker, connect_tcp, expect_closed, recv_exact,
 LL = ("listen:127.0.0.1:0", "listen:127.0.0.1:0")
 MIB = 1024 * 1024
 BULK = 16 * MIB
+
+
+@pytest.fixture(params=["splice", "copy"])
+def path(request):
+    """Options selecting the relay path under test."""
+    return () if request.param == "splice" else ("--no-splice",)
 
 
 def bulk_both_ways(a, b):
@@ -40,25 +47,25 @@ def bulk_both_ways(a, b):
     assert h_a == sha256(data_b), "B->A data corrupted"
 
 
-def test_bulk_16mib_both_ways_listen_listen(sockjoin, sockets):
-    sj = sockjoin(*LL)
+def test_bulk_16mib_both_ways_listen_listen(sockjoin, path, sockets):
+    sj = sockjoin(*path, *LL)
     a = sockets(connect_tcp(sj.addr("A")))
     b = sockets(connect_tcp(sj.addr("B")))
     bulk_both_ways(a, b)
     assert sj.alive()
 
 
-def test_bulk_16mib_both_ways_listen_connect(sockjoin, servers, sockets):
+def test_bulk_16mib_both_ways_listen_connect(sockjoin, path, servers, sockets):
     backend = servers()
-    sj = sockjoin("listen:127.0.0.1:0", "connect:" + backend.addr)
+    sj = sockjoin(*path, "listen:127.0.0.1:0", "connect:" + backend.addr)
     a = sockets(connect_tcp(sj.addr("A")))
     b = backend.accept_next()
     bulk_both_ways(a, b)
     assert sj.alive()
 
 
-def test_data_sent_before_partner_arrives_is_delivered(sockjoin, sockets):
-    sj = sockjoin("-v", *LL)
+def test_data_sent_before_partner_arrives_is_delivered(sockjoin, path, sockets):
+    sj = sockjoin(*path, "-v", *LL)
     a = sockets(connect_tcp(sj.addr("A")))
     early = b"early bird " * 1000
     a.sendall(early)
@@ -72,10 +79,10 @@ def test_data_sent_before_partner_arrives_is_delivered(sockjoin, sockets):
     assert recv_exact(b, 4) == b"more"
 
 
-def test_data_and_eof_sent_before_partner_arrives_are_delivered(sockjoin, sockets):
+def test_data_and_eof_sent_before_partner_arrives_are_delivered(sockjoin, path, sockets):
     """A waiting side that sent data and then half-closed (like `printf x | nc`)
     is still paired: the data and then EOF reach B, and B can answer."""
-    sj = sockjoin("-v", *LL)
+    sj = sockjoin(*path, "-v", *LL)
     a = sockets(connect_tcp(sj.addr("A")))
     early = b"request and EOF"
     a.sendall(early)
@@ -88,8 +95,8 @@ def test_data_and_eof_sent_before_partner_arrives_are_delivered(sockjoin, socket
     assert recv_until_eof(a) == b"answer"
 
 
-def test_early_data_from_b_side_too(sockjoin, sockets):
-    sj = sockjoin("-v", *LL)
+def test_early_data_from_b_side_too(sockjoin, path, sockets):
+    sj = sockjoin(*path, "-v", *LL)
     b = sockets(connect_tcp(sj.addr("B")))
     b.sendall(b"B was first")
     sj.wait_stderr(r"\bB accepted 127\.0\.0\.1:%d\b" % b.getsockname()[1])
@@ -98,8 +105,8 @@ def test_early_data_from_b_side_too(sockjoin, sockets):
 
 
 @pytest.mark.parametrize("first", ["A", "B"])
-def test_half_close(sockjoin, sockets, first):
-    sj = sockjoin(*LL)
+def test_half_close(sockjoin, path, sockets, first):
+    sj = sockjoin(*path, *LL)
     a = sockets(connect_tcp(sj.addr("A")))
     b = sockets(connect_tcp(sj.addr("B")))
     x, y = (a, b) if first == "A" else (b, a)
@@ -119,8 +126,8 @@ def test_half_close(sockjoin, sockets, first):
 
 
 @pytest.mark.parametrize("who", ["A", "B"])
-def test_reset_propagates(sockjoin, sockets, who):
-    sj = sockjoin(*LL)
+def test_reset_propagates(sockjoin, path, sockets, who):
+    sj = sockjoin(*path, *LL)
     a = sockets(connect_tcp(sj.addr("A")))
     b = sockets(connect_tcp(sj.addr("B")))
     a.sendall(b"x")
@@ -138,10 +145,10 @@ def test_reset_propagates(sockjoin, sockets, who):
     assert recv_exact(b2, 8) == b"new pair"
 
 
-def test_reset_while_writing_does_not_kill_relay(sockjoin, sockets):
+def test_reset_while_writing_does_not_kill_relay(sockjoin, path, sockets):
     """B resets while A is pushing data: sockjoin's writes to B fail with
     EPIPE/ECONNRESET; SIGPIPE must not kill it."""
-    sj = sockjoin(*LL)
+    sj = sockjoin(*path, *LL)
     for _ in range(3):
         a = sockets(connect_tcp(sj.addr("A")))
         b = sockets(connect_tcp(sj.addr("B")))
@@ -167,10 +174,10 @@ def _send_ignoring_errors(sock, data):
         pass
 
 
-def test_backpressure_bounded_memory(sockjoin, sockets):
+def test_backpressure_bounded_memory(sockjoin, path, sockets):
     total = 64 * MIB + 1 * MIB
     limit_kib = int(os.environ.get("SOCKJOIN_RSS_LIMIT_MIB", "64")) * 1024
-    sj = sockjoin("--buffer", "65536", *LL)
+    sj = sockjoin(*path, "--buffer", "65536", *LL)
     a = sockets(connect_tcp(sj.addr("A")))
     # A small receive buffer on the paused reader so the stall comes early.
     b = sockets(connect_tcp(sj.addr("B"), rcvbuf=65536))
@@ -211,3 +218,50 @@ def test_backpressure_bounded_memory(sockjoin, sockets):
     assert h == sha256(data)
     rss_after = sj.rss_kib()
     assert rss_after < limit_kib, "sockjoin RSS %d KiB after the transfer" % rss_after
+
+
+def recv_jittery_hash(sock, seed, timeout):
+    """Reads to EOF in random sizes with short random pauses, so the relay's
+    destination keeps filling and draining: every switch between the
+    zero-copy and the copy path is crossed many times."""
+    import hashlib
+    import random
+    rng = random.Random(seed)
+    h = hashlib.sha256()
+    n = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, "reader timed out after %d bytes" % n
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        data = sock.recv(rng.choice((1, 100, 4096, 65536, 262144)))
+        if not data:
+            return n, h.hexdigest()
+        h.update(data)
+        n += len(data)
+        if rng.random() < 0.02:
+            time.sleep(rng.random() * 0.01)  # a reader that stalls now and then
+
+
+def test_bulk_with_stalling_readers(sockjoin, path, sockets):
+    sj = sockjoin(*path, "--buffer", "131072", *LL)
+    a = sockets(connect_tcp(sj.addr("A")))
+    b = sockets(connect_tcp(sj.addr("B")))
+    for s in (a, b):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    data_a, data_b = os.urandom(BULK), os.urandom(BULK)
+    workers = [
+        Worker(send_all_then_shutdown, a, data_a),
+        Worker(send_all_then_shutdown, b, data_b),
+        Worker(recv_jittery_hash, b, 1, DEADLINE * 4),
+        Worker(recv_jittery_hash, a, 2, DEADLINE * 4),
+    ]
+    for w in workers:
+        w.start()
+    for w in workers[:2]:
+        w.join_result(DEADLINE * 4)
+    assert workers[2].join_result(DEADLINE * 4) == (BULK, sha256(data_a))
+    assert workers[3].join_result(DEADLINE * 4) == (BULK, sha256(data_b))
+    assert sj.alive()
