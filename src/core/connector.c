@@ -486,7 +486,9 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
     c->own_loop = 1;
   }
   c->loop = loop;
-  sj_pool_init(&c->pool, SJ_CHUNK_SIZE, 64);
+  /* A few idle chunks serve the next reads without malloc; more would only
+   * hold memory that a burst left behind. */
+  sj_pool_init(&c->pool, SJ_CHUNK_SIZE, 8);
   sj_splicer_init(&c->splicer);
   sj_list_init(&c->waiting[SJ_A]);
   sj_list_init(&c->waiting[SJ_B]);

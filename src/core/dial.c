@@ -5,25 +5,34 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+typedef union {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+} inet_addr_t;
+
+/* Many dials are alive at once while a relay is busy, so a dial holds only
+ * what it needs: the spec and keep-alive settings are the caller's, and the
+ * resolver request exists only while a name is being resolved. */
 struct sj_dial {
   uv_loop_t *loop;
   sj_pool_t *pool;
-  sj_side_spec_t spec;
-  sj_keepalive_t ka;
+  const sj_side_spec_t *spec;
+  const sj_keepalive_t *ka;
   sj_dial_cb cb;
   void *data;
   uv_timer_t timer;
-  uv_getaddrinfo_t gai;
   uv_connect_t creq;
+  uv_getaddrinfo_t *gai; /* while resolving */
   struct addrinfo *addrs, *next_addr;
-  struct sockaddr_storage literal; /* the address, when the host is an IP literal */
+  inet_addr_t dialled;   /* the address of the attempt under way, or the literal */
   int has_literal;
-  sj_stream_t *attempt; /* the socket being connected */
-  int pending;          /* callbacks still to come: resolve, connect, timer close */
-  int resolving;
+  sj_stream_t *attempt;  /* the socket being connected */
+  int pending;           /* callbacks still to come: resolve, connect, timer close */
   int tried_single;
-  int reported;         /* the user has had the result, or cancelled */
+  int reported;          /* the user has had the result, or cancelled */
   int last_error;
 };
 
@@ -61,12 +70,11 @@ static void on_connect(uv_connect_t *req, int status) {
   d->attempt = NULL;
   d->pending--;
   if (status == 0 && !d->reported) {
-    if (d->spec.kind == SJ_SIDE_CONNECT) {
-      uv_tcp_t *tcp = (uv_tcp_t *)sj_uvstream_handle(s);
-      sj_tcp_tune(tcp, &d->ka);
-      sj_peer_from_tcp(&s->peer, tcp);
+    if (d->spec->kind == SJ_SIDE_CONNECT) {
+      sj_tcp_tune((uv_tcp_t *)sj_uvstream_handle(s), d->ka);
+      sj_peer_from_sockaddr(&s->peer, &d->dialled.sa);
     } else {
-      sj_peer_from_path(&s->peer, d->spec.path);
+      sj_peer_from_path(&s->peer, d->spec->path);
     }
     report(d, 0, s);
     release_if_idle(d);
@@ -83,7 +91,7 @@ static void on_connect(uv_connect_t *req, int status) {
 
 /* Starts connecting to the next address, or reports the last failure. */
 static void try_next(sj_dial_t *d) {
-  int is_unix = d->spec.kind == SJ_SIDE_UNIX;
+  int is_unix = d->spec->kind == SJ_SIDE_UNIX;
   int single = is_unix || d->has_literal;
   /* A Unix path or an IP literal is one address, tried once; a host name may
    * resolve to several. */
@@ -100,15 +108,17 @@ static void try_next(sj_dial_t *d) {
   int rc = 0;
   if (is_unix) {
     d->tried_single = 1;
-    uv_pipe_connect(&d->creq, (uv_pipe_t *)sj_uvstream_handle(s), d->spec.path, on_connect);
-  } else if (d->has_literal) {
-    d->tried_single = 1;
-    rc = uv_tcp_connect(&d->creq, (uv_tcp_t *)sj_uvstream_handle(s),
-                        (const struct sockaddr *)&d->literal, on_connect);
+    uv_pipe_connect(&d->creq, (uv_pipe_t *)sj_uvstream_handle(s), d->spec->path, on_connect);
   } else {
-    const struct addrinfo *ai = d->next_addr;
-    d->next_addr = ai->ai_next;
-    rc = uv_tcp_connect(&d->creq, (uv_tcp_t *)sj_uvstream_handle(s), ai->ai_addr, on_connect);
+    if (d->has_literal) {
+      d->tried_single = 1;
+    } else {
+      const struct addrinfo *ai = d->next_addr;
+      d->next_addr = ai->ai_next;
+      memcpy(&d->dialled, ai->ai_addr,
+             ai->ai_addrlen < sizeof d->dialled ? ai->ai_addrlen : sizeof d->dialled);
+    }
+    rc = uv_tcp_connect(&d->creq, (uv_tcp_t *)sj_uvstream_handle(s), &d->dialled.sa, on_connect);
   }
   if (rc != 0) {
     sj_stream_close(s, 0, NULL);
@@ -122,8 +132,9 @@ static void try_next(sj_dial_t *d) {
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   sj_dial_t *d = req->data;
+  free(d->gai);
+  d->gai = NULL;
   d->pending--;
-  d->resolving = 0;
   d->addrs = d->next_addr = res;
   if (d->reported) {
     release_if_idle(d);
@@ -143,8 +154,8 @@ static void on_timeout(uv_timer_t *t) {
   /* Abandon what is in flight; its callback finishes the teardown. */
   if (d->attempt != NULL)
     sj_stream_close(d->attempt, 1, NULL);
-  if (d->resolving)
-    uv_cancel((uv_req_t *)&d->gai);
+  if (d->gai != NULL)
+    uv_cancel((uv_req_t *)d->gai);
 }
 
 int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
@@ -153,7 +164,7 @@ int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
   sj_dial_t *d = calloc(1, sizeof *d);
   if (d == NULL)
     return UV_ENOMEM;
-  *d = (sj_dial_t){.loop = loop, .pool = pool, .spec = *spec, .ka = *ka, .cb = cb,
+  *d = (sj_dial_t){.loop = loop, .pool = pool, .spec = spec, .ka = ka, .cb = cb,
                    .data = data, .last_error = UV_ECONNREFUSED};
   uv_timer_init(loop, &d->timer);
   d->timer.data = d;
@@ -163,10 +174,9 @@ int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
   *out = d;
   /* An IP literal needs no resolver: that saves a trip through libuv's
    * thread pool on every connection a relay makes. */
-  d->has_literal =
-      spec->kind == SJ_SIDE_CONNECT &&
-      (uv_ip4_addr(spec->host, spec->port, (struct sockaddr_in *)&d->literal) == 0 ||
-       uv_ip6_addr(spec->host, spec->port, (struct sockaddr_in6 *)&d->literal) == 0);
+  d->has_literal = spec->kind == SJ_SIDE_CONNECT &&
+                   (uv_ip4_addr(spec->host, spec->port, &d->dialled.in) == 0 ||
+                    uv_ip6_addr(spec->host, spec->port, &d->dialled.in6) == 0);
   if (spec->kind == SJ_SIDE_UNIX || d->has_literal) {
     try_next(d);
     return 0;
@@ -174,15 +184,20 @@ int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   char port[8];
   snprintf(port, sizeof port, "%d", spec->port);
-  d->gai.data = d;
-  int rc = uv_getaddrinfo(loop, &d->gai, on_resolved, spec->host, port, &hints);
+  int rc = UV_ENOMEM;
+  d->gai = malloc(sizeof *d->gai);
+  if (d->gai != NULL) {
+    d->gai->data = d;
+    rc = uv_getaddrinfo(loop, d->gai, on_resolved, spec->host, port, &hints);
+  }
   if (rc != 0) {
+    free(d->gai);
+    d->gai = NULL;
     d->reported = 1; /* the caller gets rc instead of a callback */
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
     return rc;
   }
   d->pending++;
-  d->resolving = 1;
   return 0;
 }
 
@@ -192,6 +207,6 @@ void sj_dial_cancel(sj_dial_t *d) {
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
   if (d->attempt != NULL)
     sj_stream_close(d->attempt, 1, NULL);
-  if (d->resolving)
-    uv_cancel((uv_req_t *)&d->gai);
+  if (d->gai != NULL)
+    uv_cancel((uv_req_t *)d->gai);
 }

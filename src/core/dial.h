@@ -12,6 +12,8 @@ typedef struct sj_dial sj_dial_t;
  * stream the callee owns, or the last error (UV_ETIMEDOUT at the deadline). */
 typedef void (*sj_dial_cb)(sj_dial_t *d, int status, sj_stream_t *stream, void *data);
 
+/* spec and ka are borrowed: they must stay valid until the callback has run
+ * or the dial has been cancelled. */
 int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
                   const sj_keepalive_t *ka, double timeout_s, sj_dial_cb cb, void *data,
                   sj_dial_t **out);

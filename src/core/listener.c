@@ -44,9 +44,9 @@ static void accept_one(sj_listener_t *l) {
     return;
   }
   if (type == UV_TCP) {
-    uv_tcp_t *tcp = (uv_tcp_t *)sj_uvstream_handle(s);
-    sj_tcp_tune(tcp, &l->ka);
-    sj_peer_from_tcp(&s->peer, tcp);
+    /* Options were set on the listening socket, and Linux copies them to
+     * every socket it accepts: no system calls per connection. */
+    sj_peer_from_tcp(&s->peer, (uv_tcp_t *)sj_uvstream_handle(s));
   } else {
     sj_peer_from_path(&s->peer, l->path);
   }
@@ -91,6 +91,8 @@ static int bind_tcp(sj_listener_t *l, const sj_side_spec_t *spec) {
   rc = uv_tcp_init(l->loop, &l->h.tcp);
   if (rc == 0)
     rc = uv_tcp_bind(&l->h.tcp, req.addrinfo->ai_addr, 0);
+  if (rc == 0)
+    rc = sj_tcp_tune(&l->h.tcp, &l->ka); /* inherited by accepted sockets */
   uv_freeaddrinfo(req.addrinfo);
   return rc;
 }

@@ -41,16 +41,21 @@ int64_t sj_now_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void sj_peer_from_sockaddr(sj_peer_t *peer, const struct sockaddr *sa) {
+  peer->timestamp_ms = sj_now_ms();
+  sj_sockaddr_host(sa, peer->host, sizeof peer->host, &peer->port);
+}
+
 void sj_peer_from_tcp(sj_peer_t *peer, const uv_tcp_t *tcp) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  peer->timestamp_ms = sj_now_ms();
   if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) {
+    peer->timestamp_ms = sj_now_ms();
     snprintf(peer->host, sizeof peer->host, "n/a");
     peer->port = -1;
     return;
   }
-  sj_sockaddr_host((struct sockaddr *)&ss, peer->host, sizeof peer->host, &peer->port);
+  sj_peer_from_sockaddr(peer, (struct sockaddr *)&ss);
 }
 
 void sj_peer_from_path(sj_peer_t *peer, const char *path) {

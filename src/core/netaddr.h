@@ -14,6 +14,8 @@ void sj_sockaddr_text(const struct sockaddr *sa, char *buf, size_t len);
 /* Fills peer with the remote address of a connected TCP handle and the
  * current time. */
 void sj_peer_from_tcp(sj_peer_t *peer, const uv_tcp_t *tcp);
+/* Fills peer with a known remote address and the current time. */
+void sj_peer_from_sockaddr(sj_peer_t *peer, const struct sockaddr *sa);
 /* Fills peer for a Unix socket ("unix:PATH", port -1). */
 void sj_peer_from_path(sj_peer_t *peer, const char *path);
 int64_t sj_now_ms(void);

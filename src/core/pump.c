@@ -31,8 +31,11 @@ static void set_reading(sj_pump_t *p, int on) {
   int poll = on && can_splice(p);
   if (p->reading == (unsigned)on && p->polling == (unsigned)poll)
     return;
-  int rc = p->reading ? sj_stream_read_stop(p->src) : 0;
-  if (rc == 0 && on)
+  /* Changing mode needs no stop: starting one mode ends the other. */
+  int rc;
+  if (!on)
+    rc = sj_stream_read_stop(p->src);
+  else
     rc = poll ? sj_stream_poll_start(p->src) : sj_stream_read_start(p->src);
   if (rc != 0) {
     fail(p, rc);
@@ -71,7 +74,9 @@ static void maybe_end(sj_pump_t *p) {
     return;
   p->shutting = 1;
   int rc = sj_stream_shutdown(p->dst, on_shutdown, p);
-  if (rc != 0)
+  if (rc == SJ_DONE)
+    on_shutdown(p->dst, 0, p);
+  else if (rc != 0)
     fail(p, rc);
 }
 

@@ -9,7 +9,8 @@
  *     (after which no more reads arrive).
  *   - At most one write is in flight; its buffer stays valid until the write
  *     callback. try_write (optional) writes what it can at once.
- *   - shutdown ends the write direction once the write in flight is done.
+ *   - shutdown ends the write direction once the write in flight is done;
+ *     it may finish at once, returning SJ_DONE without calling back.
  *   - close ends everything; a write or shutdown still pending completes
  *     first with UV_ECANCELED, then the close callback runs, and the stream
  *     frees itself after that callback returns.
@@ -44,13 +45,16 @@ typedef struct {
   /* Optional, for the zero-copy path of plain kernel sockets: the socket's
    * descriptor, and a read mode in which on_read gets SJ_READABLE (and no
    * chunk) whenever the socket has input, which the caller then takes
-   * itself; read_stop ends either mode. */
+   * itself. Starting either mode while the other runs switches modes;
+   * read_stop ends both. */
   int (*fileno)(const sj_stream_t *s);
   int (*poll_start)(sj_stream_t *s);
 } sj_stream_ops_t;
 
 /* The on_read status of a readiness notification (see poll_start). */
 #define SJ_READABLE 1
+/* An operation finished at once; its callback will not run. */
+#define SJ_DONE 1
 
 struct sj_stream {
   const sj_stream_ops_t *ops;

@@ -1,11 +1,18 @@
 /* The stream over a libuv stream handle: TCP, Unix sockets, pipes, ttys. */
 #include "stream.h"
 
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 typedef struct {
   sj_stream_t base;
+  sj_stream_close_cb close_cb;
+  int notify; /* reading reports readiness instead of data */
+  /* Last, so that each stream is allocated only as large as its handle
+   * type needs (a TCP handle is the smallest, a tty the largest). */
   union {
     uv_handle_t handle;
     uv_stream_t stream;
@@ -13,8 +20,6 @@ typedef struct {
     uv_pipe_t pipe;
     uv_tty_t tty;
   } h;
-  sj_stream_close_cb close_cb;
-  int notify; /* reading reports readiness instead of data */
 } uvstream_t;
 
 /* Requests are allocated only when an operation cannot finish at once, so an
@@ -130,6 +135,16 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 }
 
 static int us_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
+  uvstream_t *us = US(s);
+  uv_os_fd_t fd;
+  /* With nothing queued, a socket is shut down at once: libuv would first
+   * wait for it to be writable, which costs two epoll_ctl calls. */
+  if (us->h.handle.type == UV_TCP && uv_stream_get_write_queue_size(&us->h.stream) == 0 &&
+      uv_fileno(&us->h.handle, &fd) == 0) {
+    if (shutdown(fd, SHUT_WR) != 0)
+      return -errno;
+    return SJ_DONE;
+  }
   shutdown_req_t *sr = malloc(sizeof *sr);
   if (sr == NULL)
     return UV_ENOMEM;
@@ -174,8 +189,19 @@ static const sj_stream_ops_t uvstream_ops = {
     .poll_start = us_poll_start,
 };
 
-static uvstream_t *alloc_stream(uv_loop_t *loop, sj_pool_t *pool) {
-  uvstream_t *us = calloc(1, sizeof *us);
+static size_t handle_size(uv_handle_type type) {
+  switch (type) {
+  case UV_TCP:
+    return sizeof(uv_tcp_t);
+  case UV_NAMED_PIPE:
+    return sizeof(uv_pipe_t);
+  default:
+    return sizeof(uv_tty_t);
+  }
+}
+
+static uvstream_t *alloc_stream(uv_loop_t *loop, sj_pool_t *pool, uv_handle_type type) {
+  uvstream_t *us = calloc(1, offsetof(uvstream_t, h) + handle_size(type));
   if (us == NULL)
     return NULL;
   us->base.ops = &uvstream_ops;
@@ -187,7 +213,7 @@ static uvstream_t *alloc_stream(uv_loop_t *loop, sj_pool_t *pool) {
 }
 
 sj_stream_t *sj_uvstream_new(uv_loop_t *loop, sj_pool_t *pool, uv_handle_type type) {
-  uvstream_t *us = alloc_stream(loop, pool);
+  uvstream_t *us = alloc_stream(loop, pool, type);
   if (us == NULL)
     return NULL;
   int rc = type == UV_TCP ? uv_tcp_init(loop, &us->h.tcp) : uv_pipe_init(loop, &us->h.pipe, 0);
@@ -203,11 +229,12 @@ uv_stream_t *sj_uvstream_handle(sj_stream_t *s) { return &US(s)->h.stream; }
 
 int sj_uvstream_open(uv_loop_t *loop, sj_pool_t *pool, uv_os_fd_t fd, int readable,
                      sj_stream_t **out) {
-  uvstream_t *us = alloc_stream(loop, pool);
+  uv_handle_type type = uv_guess_handle(fd);
+  uvstream_t *us = alloc_stream(loop, pool, type);
   if (us == NULL)
     return UV_ENOMEM;
   int rc;
-  switch (uv_guess_handle(fd)) {
+  switch (type) {
   case UV_TTY:
     rc = uv_tty_init(loop, &us->h.tty, fd, readable);
     break;
