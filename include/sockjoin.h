@@ -280,8 +280,9 @@ typedef struct {
   uint64_t bytes_read_b;
   uint64_t bytes_b_to_a;
   /* The sockets of each side that were paired, in pairing order: borrowed,
-   * valid until control returns to the loop. At most SJ_STATS_SOCKETS_MAX
-   * are kept per side; the count of those not kept is in *_dropped. */
+   * valid until the next sj_connector_stats() call or the connector's close.
+   * At most SJ_STATS_SOCKETS_MAX are kept per side; the count of those not
+   * kept is in *_dropped. */
   const sj_peer_t *sockets_a;
   size_t n_sockets_a;
   uint64_t sockets_a_dropped;
@@ -292,7 +293,7 @@ typedef struct {
 
 #define SJ_STATS_SOCKETS_MAX 65536
 
-SJ_EXTERN void sj_connector_stats(const sj_connector_t *c, sj_stats_t *out);
+SJ_EXTERN void sj_connector_stats(sj_connector_t *c, sj_stats_t *out);
 
 /*
  * Writes stats as one JSON object in socket_connector's shape:

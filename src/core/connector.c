@@ -47,7 +47,7 @@ static void end_on_error(sj_pump_t *p, int err) {
     return;
   }
   char peer[SJ_PEER_HOST_MAX + 16];
-  sj__peer_text(&e->stream->peer, peer, sizeof peer);
+  sj_origin_text(&e->stream->origin, peer, sizeof peer);
   sj__log(e->c, SJ_LOG_INFO, "%c %s closed before pairing: %s", sj__side_letter(e->side), peer,
           sj_strerror(err));
   end_close(e);
@@ -168,8 +168,10 @@ static void log_dial_failure(sj_connector_t *c, sj_side_t side, int status) {
 }
 
 static void log_connected(sj_connector_t *c, sj_side_t side, const sj_stream_t *s) {
+  if (!c->opts.verbose)
+    return;
   char peer[SJ_PEER_HOST_MAX + 16];
-  sj__peer_text(&s->peer, peer, sizeof peer);
+  sj_origin_text(&s->origin, peer, sizeof peer);
   sj__log(c, SJ_LOG_INFO, "%c connected %s", sj__side_letter(side), peer);
 }
 
@@ -255,9 +257,11 @@ static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) 
     return;
   }
   c->accept_errors_logged[side] = 0;
-  char peer[SJ_PEER_HOST_MAX + 16];
-  sj__peer_text(&s->peer, peer, sizeof peer);
-  sj__log(c, SJ_LOG_INFO, "%c accepted %s", sj__side_letter(side), peer);
+  if (c->opts.verbose) {
+    char peer[SJ_PEER_HOST_MAX + 16];
+    sj_origin_text(&s->origin, peer, sizeof peer);
+    sj__log(c, SJ_LOG_INFO, "%c accepted %s", sj__side_letter(side), peer);
+  }
   admit(c, side, s);
 }
 
@@ -374,8 +378,10 @@ static void on_drain_deadline(uv_timer_t *t) {
 static void free_connector(sj_connector_t *c) {
   sj_pool_drain(&c->pool);
   sj_splicer_close(&c->splicer);
-  free(c->peers[SJ_A].items);
-  free(c->peers[SJ_B].items);
+  for (int side = 0; side < 2; side++) {
+    free(c->peers[side].items);
+    free(c->peers[side].shown);
+  }
   if (c->own_loop) {
     uv_loop_close(c->loop);
     free(c->loop);
@@ -586,15 +592,25 @@ int sj_connector_add_fd(sj_connector_t *c, sj_side_t side, int fd) {
   uv_stream_t *h = sj_uvstream_handle(s);
   if (h->type == UV_TCP) {
     sj_tcp_tune((uv_tcp_t *)h, &c->opts.keepalive);
-    sj_peer_from_tcp(&s->peer, (uv_tcp_t *)h);
+    sj_origin_from_tcp(&s->origin, (uv_tcp_t *)h);
   } else {
-    sj_peer_from_path(&s->peer, "");
+    sj_origin_from_path(&s->origin, "");
   }
   admit(c, side, s);
   return 0;
 }
 
-void sj_connector_stats(const sj_connector_t *c, sj_stats_t *st) {
+/* Public records of a side's paired sockets, made when asked for. */
+static const sj_peer_t *show_peers(sj_peer_log_t *log, size_t *n) {
+  free(log->shown);
+  log->shown = log->n > 0 ? malloc(log->n * sizeof *log->shown) : NULL;
+  *n = log->shown != NULL ? log->n : 0;
+  for (size_t i = 0; i < *n; i++)
+    sj_origin_to_peer(&log->items[i], &log->shown[i]);
+  return log->shown;
+}
+
+void sj_connector_stats(sj_connector_t *c, sj_stats_t *st) {
   memset(st, 0, sizeof *st);
   st->pairs = c->pairs_formed;
   st->active_pairs = c->n_pairs;
@@ -609,10 +625,8 @@ void sj_connector_stats(const sj_connector_t *c, sj_stats_t *st) {
     st->bytes_read_b += pair->end[SJ_B]->pump.bytes_read;
     st->bytes_b_to_a += pair->end[SJ_B]->pump.bytes_written;
   }
-  st->sockets_a = c->peers[SJ_A].items;
-  st->n_sockets_a = c->peers[SJ_A].n;
+  st->sockets_a = show_peers(&c->peers[SJ_A], &st->n_sockets_a);
   st->sockets_a_dropped = c->peers[SJ_A].dropped;
-  st->sockets_b = c->peers[SJ_B].items;
-  st->n_sockets_b = c->peers[SJ_B].n;
+  st->sockets_b = show_peers(&c->peers[SJ_B], &st->n_sockets_b);
   st->sockets_b_dropped = c->peers[SJ_B].dropped;
 }

@@ -34,10 +34,13 @@ struct sj_pair {
   sj_pair_info_t *final; /* taken when closing starts, before the streams go */
 };
 
+/* The sockets of one side that were paired, for stats: compact origins,
+ * and the public records made from them when stats are read. */
 typedef struct {
-  sj_peer_t *items;
+  sj_origin_t *items;
   size_t n, cap;
   uint64_t dropped;
+  sj_peer_t *shown; /* what the last sj_connector_stats() handed out */
 } sj_peer_log_t;
 
 struct sj_connector_s {
@@ -73,8 +76,6 @@ void sj__log(sj_connector_t *c, sj_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sj__log_traffic(sj_connector_t *c, sj_side_t from, uint64_t pair_id, const char *bytes,
                      size_t n);
-/* "127.0.0.1:4000", "[::1]:22", "unix:/path" or "stdio". */
-void sj__peer_text(const sj_peer_t *peer, char *buf, size_t len);
 char sj__side_letter(sj_side_t side);
 
 /* pair.c */

@@ -72,9 +72,9 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status == 0 && !d->reported) {
     if (d->spec->kind == SJ_SIDE_CONNECT) {
       sj_tcp_tune((uv_tcp_t *)sj_uvstream_handle(s), d->ka);
-      sj_peer_from_sockaddr(&s->peer, &d->dialled.sa);
+      sj_origin_from_sockaddr(&s->origin, &d->dialled.sa);
     } else {
-      sj_peer_from_path(&s->peer, d->spec->path);
+      sj_origin_from_path(&s->origin, d->spec->path);
     }
     report(d, 0, s);
     release_if_idle(d);

@@ -13,7 +13,8 @@ typedef struct sj_dial sj_dial_t;
 typedef void (*sj_dial_cb)(sj_dial_t *d, int status, sj_stream_t *stream, void *data);
 
 /* spec and ka are borrowed: they must stay valid until the callback has run
- * or the dial has been cancelled. */
+ * or the dial has been cancelled, and spec as long as the stream it gives
+ * (a Unix stream's origin points at its path). */
 int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
                   const sj_keepalive_t *ka, double timeout_s, sj_dial_cb cb, void *data,
                   sj_dial_t **out);

@@ -206,7 +206,6 @@ int sj_filestream_open(uv_loop_t *loop, sj_pool_t *pool, uv_file fd, sj_stream_t
   f->base.ops = &filestream_ops;
   f->base.loop = loop;
   f->base.pool = pool;
-  f->base.peer.port = -1;
   f->fd = fd;
   *out = &f->base;
   return 0;

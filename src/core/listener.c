@@ -23,6 +23,7 @@ struct sj_listener {
   sj_keepalive_t ka;
   sj_accept_cb cb;
   void *data;
+  const sj_side_spec_t *spec; /* borrowed */
   char path[SJ_PATH_MAX]; /* Unix socket file to remove on close */
   int paused;
   int deferred; /* a connection arrived while paused */
@@ -46,9 +47,9 @@ static void accept_one(sj_listener_t *l) {
   if (type == UV_TCP) {
     /* Options were set on the listening socket, and Linux copies them to
      * every socket it accepts: no system calls per connection. */
-    sj_peer_from_tcp(&s->peer, (uv_tcp_t *)sj_uvstream_handle(s));
+    sj_origin_from_tcp(&s->origin, (uv_tcp_t *)sj_uvstream_handle(s));
   } else {
-    sj_peer_from_path(&s->peer, l->path);
+    sj_origin_from_path(&s->origin, l->spec->path);
   }
   l->cb(l, 0, s, l->data);
 }
@@ -135,7 +136,8 @@ int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spe
   sj_listener_t *l = calloc(1, sizeof *l);
   if (l == NULL)
     return UV_ENOMEM;
-  *l = (sj_listener_t){.loop = loop, .pool = pool, .ka = *ka, .cb = cb, .data = data};
+  *l = (sj_listener_t){.loop = loop, .pool = pool, .ka = *ka, .cb = cb, .data = data,
+                       .spec = spec};
   int tcp = spec->kind == SJ_SIDE_LISTEN;
   int rc = tcp ? bind_tcp(l, spec) : bind_unix(l, spec);
   l->h.handle.data = l;

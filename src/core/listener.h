@@ -11,7 +11,9 @@ typedef struct sj_listener sj_listener_t;
  * listener keeps listening. On success the callee owns stream. */
 typedef void (*sj_accept_cb)(sj_listener_t *l, int status, sj_stream_t *stream, void *data);
 
-/* Binds and listens at once (a host name is resolved synchronously). */
+/* Binds and listens at once (a host name is resolved synchronously). spec
+ * is borrowed: it must outlive the listener and every stream it hands on
+ * (their origins point at its path). */
 int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
                      const sj_keepalive_t *ka, sj_accept_cb cb, void *data,
                      sj_listener_t **out);

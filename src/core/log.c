@@ -30,13 +30,4 @@ void sj__log_traffic(sj_connector_t *c, sj_side_t from, uint64_t pair_id, const 
   free(text);
 }
 
-void sj__peer_text(const sj_peer_t *peer, char *buf, size_t len) {
-  if (peer->port < 0)
-    snprintf(buf, len, "%s", peer->host);
-  else if (strchr(peer->host, ':') != NULL)
-    snprintf(buf, len, "[%s]:%d", peer->host, peer->port);
-  else
-    snprintf(buf, len, "%s:%d", peer->host, peer->port);
-}
-
 char sj__side_letter(sj_side_t side) { return side == SJ_A ? 'A' : 'B'; }

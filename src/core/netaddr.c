@@ -41,25 +41,57 @@ int64_t sj_now_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-void sj_peer_from_sockaddr(sj_peer_t *peer, const struct sockaddr *sa) {
-  peer->timestamp_ms = sj_now_ms();
-  sj_sockaddr_host(sa, peer->host, sizeof peer->host, &peer->port);
+void sj_origin_from_sockaddr(sj_origin_t *o, const struct sockaddr *sa) {
+  memset(o, 0, sizeof *o);
+  memcpy(&o->addr, sa, sa->sa_family == AF_INET6 ? sizeof o->addr.in6 : sizeof o->addr.in);
+  o->timestamp_ms = sj_now_ms();
 }
 
-void sj_peer_from_tcp(sj_peer_t *peer, const uv_tcp_t *tcp) {
+void sj_origin_from_tcp(sj_origin_t *o, const uv_tcp_t *tcp) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) {
-    peer->timestamp_ms = sj_now_ms();
-    snprintf(peer->host, sizeof peer->host, "n/a");
-    peer->port = -1;
+    sj_origin_from_label(o, "n/a");
     return;
   }
-  sj_peer_from_sockaddr(peer, (struct sockaddr *)&ss);
+  sj_origin_from_sockaddr(o, (struct sockaddr *)&ss);
 }
 
-void sj_peer_from_path(sj_peer_t *peer, const char *path) {
-  peer->timestamp_ms = sj_now_ms();
-  snprintf(peer->host, sizeof peer->host, "unix:%s", path);
+void sj_origin_from_path(sj_origin_t *o, const char *path) {
+  sj_origin_from_label(o, path);
+  o->addr.sa.sa_family = AF_UNIX;
+}
+
+void sj_origin_from_label(sj_origin_t *o, const char *label) {
+  memset(o, 0, sizeof *o);
+  o->addr.sa.sa_family = AF_UNSPEC;
+  o->label = label;
+  o->timestamp_ms = sj_now_ms();
+}
+
+void sj_origin_to_peer(const sj_origin_t *o, sj_peer_t *peer) {
+  peer->timestamp_ms = o->timestamp_ms;
   peer->port = -1;
+  switch (o->addr.sa.sa_family) {
+  case AF_INET:
+  case AF_INET6:
+    sj_sockaddr_host(&o->addr.sa, peer->host, sizeof peer->host, &peer->port);
+    break;
+  case AF_UNIX:
+    snprintf(peer->host, sizeof peer->host, "unix:%s", o->label);
+    break;
+  default:
+    snprintf(peer->host, sizeof peer->host, "%s", o->label != NULL ? o->label : "n/a");
+    break;
+  }
+}
+
+void sj_origin_text(const sj_origin_t *o, char *buf, size_t len) {
+  if (o->addr.sa.sa_family == AF_INET || o->addr.sa.sa_family == AF_INET6) {
+    sj_sockaddr_text(&o->addr.sa, buf, len);
+    return;
+  }
+  sj_peer_t peer;
+  sj_origin_to_peer(o, &peer);
+  snprintf(buf, len, "%s", peer.host);
 }

@@ -4,10 +4,11 @@
 
 #include <stdlib.h>
 
-static void record_peer(sj_peer_log_t *log, const sj_peer_t *peer) {
+static void record_peer(sj_peer_log_t *log, const sj_origin_t *origin) {
   if (log->n == log->cap) {
     size_t cap = log->cap == 0 ? 16 : log->cap * 2;
-    sj_peer_t *items = cap <= SJ_STATS_SOCKETS_MAX ? realloc(log->items, cap * sizeof *items) : NULL;
+    sj_origin_t *items =
+        cap <= SJ_STATS_SOCKETS_MAX ? realloc(log->items, cap * sizeof *items) : NULL;
     if (items == NULL) {
       log->dropped++;
       return;
@@ -15,14 +16,14 @@ static void record_peer(sj_peer_log_t *log, const sj_peer_t *peer) {
     log->items = items;
     log->cap = cap;
   }
-  log->items[log->n++] = *peer;
+  log->items[log->n++] = *origin;
 }
 
 void sj__pair_info(const sj_pair_t *pair, sj_pair_info_t *info) {
   const sj_end_t *a = pair->end[SJ_A], *b = pair->end[SJ_B];
   info->id = pair->id;
-  info->a = a->stream->peer;
-  info->b = b->stream->peer;
+  sj_origin_to_peer(&a->stream->origin, &info->a);
+  sj_origin_to_peer(&b->stream->origin, &info->b);
   info->bytes_read_a = a->pump.bytes_read;
   info->bytes_a_to_b = a->pump.bytes_written;
   info->bytes_read_b = b->pump.bytes_read;
@@ -44,13 +45,15 @@ sj_pair_t *sj__pair_new(sj_connector_t *c, sj_end_t *a, sj_end_t *b) {
   c->n_pairs++;
   c->pairs_formed++;
   c->refs++;
-  record_peer(&c->peers[SJ_A], &a->stream->peer);
-  record_peer(&c->peers[SJ_B], &b->stream->peer);
-
-  char ta[SJ_PEER_HOST_MAX + 16], tb[SJ_PEER_HOST_MAX + 16];
-  sj__peer_text(&a->stream->peer, ta, sizeof ta);
-  sj__peer_text(&b->stream->peer, tb, sizeof tb);
-  sj__log(c, SJ_LOG_INFO, "pair %llu formed: A %s <-> B %s", (unsigned long long)pair->id, ta, tb);
+  record_peer(&c->peers[SJ_A], &a->stream->origin);
+  record_peer(&c->peers[SJ_B], &b->stream->origin);
+  if (c->opts.verbose) {
+    char ta[SJ_PEER_HOST_MAX + 16], tb[SJ_PEER_HOST_MAX + 16];
+    sj_origin_text(&a->stream->origin, ta, sizeof ta);
+    sj_origin_text(&b->stream->origin, tb, sizeof tb);
+    sj__log(c, SJ_LOG_INFO, "pair %llu formed: A %s <-> B %s", (unsigned long long)pair->id, ta,
+            tb);
+  }
   if (c->opts.on_pair != NULL) {
     sj_pair_info_t info;
     sj__pair_info(pair, &info);

@@ -129,8 +129,7 @@ int sj_stdio_open(uv_loop_t *loop, sj_pool_t *pool, sj_stream_t **out) {
   sd->base.ops = &stdio_ops;
   sd->base.loop = loop;
   sd->base.pool = pool;
-  snprintf(sd->base.peer.host, sizeof sd->base.peer.host, "stdio");
-  sd->base.peer.port = -1;
+  sj_origin_from_label(&sd->base.origin, "stdio");
   sd->in->data = sd->out->data = sd;
   sd->in->on_read = on_in_read;
   sd->open_halves = 2;

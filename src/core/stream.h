@@ -19,6 +19,7 @@
 #define SJ_STREAM_H
 
 #include "list.h"
+#include "netaddr.h"
 #include "pool.h"
 #include "sockjoin.h"
 
@@ -62,7 +63,7 @@ struct sj_stream {
   sj_pool_t *pool;
   sj_read_cb on_read;
   void *data; /* the owner's */
-  sj_peer_t peer;
+  sj_origin_t origin; /* where the other end of the socket is */
 };
 
 static inline int sj_stream_read_start(sj_stream_t *s) { return s->ops->read_start(s); }

@@ -207,7 +207,6 @@ static uvstream_t *alloc_stream(uv_loop_t *loop, sj_pool_t *pool, uv_handle_type
   us->base.ops = &uvstream_ops;
   us->base.loop = loop;
   us->base.pool = pool;
-  us->base.peer.port = -1;
   us->h.handle.data = us;
   return us;
 }
