@@ -132,8 +132,10 @@ static int start(app_t *app, uv_loop_t *loop) {
     describe_side(s, what, sizeof what);
     if (s->kind == SJ_SIDE_STDIO)
       fprintf(stderr, "sockjoin: cannot use stdio: %s\n", sj_strerror(rc));
-    else
+    else if (s->kind == SJ_SIDE_LISTEN || s->kind == SJ_SIDE_UNIX_LISTEN)
       fprintf(stderr, "sockjoin: cannot listen on %s: %s\n", what, sj_strerror(rc));
+    else
+      fprintf(stderr, "sockjoin: cannot connect to %s: %s\n", what, sj_strerror(rc));
     close_signals(app);
     uv_run(loop, UV_RUN_DEFAULT); /* let what was opened close */
     return 1;

@@ -86,8 +86,11 @@ static int parse_count(const char *s, unsigned long long min, unsigned long long
   return 0;
 }
 
-/* "IDLE,INTERVAL,COUNT": exactly three whole numbers, no empty field. */
+/* "IDLE,INTERVAL,COUNT": exactly three whole numbers, no empty field, within
+ * what Linux accepts (TCP_KEEPIDLE and TCP_KEEPINTVL up to 32767 seconds,
+ * TCP_KEEPCNT up to 127 probes). */
 static int parse_keepalive(const char *s, sj_keepalive_t *ka) {
+  static const unsigned long long max[3] = {32767, 32767, 127};
   unsigned long long v[3];
   for (int n = 0; n < 3; n++) {
     size_t len = strcspn(s, ",");
@@ -96,7 +99,7 @@ static int parse_keepalive(const char *s, sj_keepalive_t *ka) {
       return -1;
     memcpy(field, s, len);
     field[len] = '\0';
-    if (parse_count(field, 1, 86400 * 7, 0, &v[n]) != 0)
+    if (parse_count(field, 1, max[n], 0, &v[n]) != 0)
       return -1;
     s += len + (n < 2);
   }
@@ -156,7 +159,7 @@ static const char *valued_hint(valued_opt_t opt) {
   case OPT_BUFFER:
     return "expected bytes from 1 to 1G (k, m, g suffixes allowed)";
   case OPT_KEEPALIVE:
-    return "expected IDLE,INTERVAL,COUNT as whole numbers >= 1";
+    return "expected IDLE,INTERVAL,COUNT (seconds up to 32767, probes up to 127)";
   }
   return "";
 }

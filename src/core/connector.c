@@ -29,6 +29,7 @@ static int dials_per_accept(const sj_connector_t *c, sj_side_t side) {
 
 static void unref(sj_connector_t *c);
 static void finish(sj_connector_t *c, int status);
+static void check_idle(sj_connector_t *c);
 static void update_accepting(sj_connector_t *c);
 
 /* ---- ends ---------------------------------------------------------------- */
@@ -46,10 +47,15 @@ static void end_on_error(sj_pump_t *p, int err) {
     sj__pair_close(e->pair, err, 1);
     return;
   }
+  sj_connector_t *c = e->c;
   char peer[SJ_PEER_HOST_MAX + 16];
   sj_origin_text(&e->stream->origin, peer, sizeof peer);
-  sj__log(e->c, SJ_LOG_INFO, "%c %s closed before pairing: %s", sj__side_letter(e->side), peer,
-          sj_strerror(err));
+  /* A one-pair connector cannot form its pair without this end: it fails
+   * (finishing closes the end with everything else unpaired). */
+  sj__log(c, c->single ? SJ_LOG_ERROR : SJ_LOG_INFO, "%c %s closed before pairing: %s",
+          sj__side_letter(e->side), peer, sj_strerror(err));
+  if (c->single)
+    finish(c, err);
   end_close(e);
 }
 
@@ -91,6 +97,7 @@ static void end_close(sj_end_t *e) {
   sj_pump_close(&e->pump);
   sj_stream_close(e->stream, 0, on_end_stream_closed);
   update_accepting(c);
+  check_idle(c);
 }
 
 /* Wraps a new stream as an end whose pump starts reading at once. */
@@ -133,6 +140,8 @@ static void form_pair(sj_connector_t *c, sj_end_t *a, sj_end_t *b) {
     sj__log(c, SJ_LOG_ERROR, "out of memory pairing sockets");
     end_close(a);
     end_close(b);
+    if (c->single)
+      finish(c, UV_ENOMEM);
     return;
   }
   if (c->single)
@@ -190,6 +199,11 @@ static void on_partner_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *da
     return;
   }
   log_connected(c, side, s);
+  if (c->done) { /* the log callback ended the connector */
+    sj_stream_close(s, 1, NULL);
+    end_close(e);
+    return;
+  }
   sj_end_t *partner = end_new(c, side, s);
   if (partner == NULL) {
     end_close(e);
@@ -201,15 +215,19 @@ static void on_partner_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *da
 
 static void dial_partner(sj_connector_t *c, sj_end_t *e) {
   sj_side_t side = other(e->side);
+  sj_list_push(&c->dialing, &e->link);
+  c->n_dialing++;
   int rc = sj_dial_start(c->loop, &c->pool, &c->spec[side], &c->opts.keepalive,
                          c->opts.connect_timeout_s, on_partner_dialed, e, &e->dial);
   if (rc != 0) {
+    e->dial = NULL;
+    sj_list_remove(&e->link);
+    c->n_dialing--;
     log_dial_failure(c, side, rc);
     end_close(e);
     return;
   }
-  sj_list_push(&c->dialing, &e->link);
-  c->n_dialing++;
+  update_accepting(c);
 }
 
 /* A fixed side (single mode) has connected, or failed to. */
@@ -224,6 +242,10 @@ static void on_fixed_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data
     return;
   }
   log_connected(c, side, s);
+  if (c->done) { /* the log callback ended the connector */
+    sj_stream_close(s, 1, NULL);
+    return;
+  }
   sj_end_t *e = end_new(c, side, s);
   if (e == NULL) {
     finish(c, UV_ENOMEM);
@@ -261,6 +283,10 @@ static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) 
     char peer[SJ_PEER_HOST_MAX + 16];
     sj_origin_text(&s->origin, peer, sizeof peer);
     sj__log(c, SJ_LOG_INFO, "%c accepted %s", sj__side_letter(side), peer);
+  }
+  if (c->done) { /* the log callback ended the connector */
+    sj_stream_close(s, 1, NULL);
+    return;
   }
   admit(c, side, s);
 }
@@ -321,13 +347,29 @@ static void finish(sj_connector_t *c, int status) {
 }
 
 /* The grace rule: once the period has passed, the connector ends as soon as
- * nothing is paired or about to be. A single-pair connector ends with it. */
-static void check_idle(sj_connector_t *c) {
-  if (c->done || c->n_pairs > 0)
+ * nothing is paired or about to be. A one-pair connector ends with its pair,
+ * and a stopping one once its pairs have drained. */
+static int idle(const sj_connector_t *c) {
+  return !c->done && c->n_pairs == 0 &&
+         (c->stopping || (c->grace_passed && c->n_dialing == 0) ||
+          (c->single && c->pairs_formed > 0));
+}
+
+static void on_idle(uv_timer_t *t) {
+  sj_connector_t *c = t->data;
+  if (!idle(c))
     return;
-  if (c->stopping || (c->single && c->pairs_formed > 0) ||
-      (c->grace_passed && c->n_dialing == 0))
-    finish(c, 0);
+  /* A one-pair run fails if its pair did. */
+  int single_result = c->single && c->pairs_formed > 0 && !c->stopping;
+  finish(c, single_result ? c->last_pair_status : 0);
+}
+
+/* Ending is decided on the next turn of the loop, never inside the call
+ * that made the connector idle (so on_done never runs inside
+ * sj_connector_stop(), and a connection accepted meanwhile still counts). */
+static void check_idle(sj_connector_t *c) {
+  if (idle(c))
+    uv_timer_start(&c->drain, on_idle, 0, 0);
 }
 
 void sj__pair_closed(sj_connector_t *c, sj_pair_t *pair) {
@@ -341,10 +383,13 @@ void sj__pair_closed(sj_connector_t *c, sj_pair_t *pair) {
   c->written[SJ_B] += info.bytes_a_to_b;
   c->read[SJ_B] += info.bytes_read_b;
   c->written[SJ_A] += info.bytes_b_to_a;
-  sj__log(c, SJ_LOG_INFO, "pair %llu closed: A->B %llu bytes, B->A %llu bytes%s%s",
+  /* A one-pair run that fails says why even when not verbose. */
+  sj_log_level_t level = c->single && info.status != 0 ? SJ_LOG_ERROR : SJ_LOG_INFO;
+  sj__log(c, level, "pair %llu closed: A->B %llu bytes, B->A %llu bytes%s%s",
           (unsigned long long)info.id, (unsigned long long)info.bytes_a_to_b,
           (unsigned long long)info.bytes_b_to_a, info.status ? ": " : "",
           info.status ? sj_strerror(info.status) : "");
+  c->last_pair_status = info.status;
   if (c->opts.on_pair_closed != NULL)
     c->opts.on_pair_closed(c, &info, c->opts.data);
   free(pair->end[SJ_A]);

@@ -69,6 +69,7 @@ struct sj_connector_s {
   int refs;         /* handles and objects still to close */
   sj_close_cb close_cb;
   int done_status;
+  int last_pair_status; /* how the last pair ended (a one-pair run's result) */
 };
 
 /* log.c */

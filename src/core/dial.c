@@ -33,6 +33,7 @@ struct sj_dial {
   int pending;           /* callbacks still to come: resolve, connect, timer close */
   int tried_single;
   int reported;          /* the user has had the result, or cancelled */
+  int starting;          /* sj_dial_start() has not returned yet */
   int last_error;
 };
 
@@ -52,8 +53,24 @@ static void on_timer_closed(uv_handle_t *h) {
   release_if_idle(d);
 }
 
-/* Delivers the result once and starts tearing down. */
+static void report(sj_dial_t *d, int status, sj_stream_t *s);
+
+static void on_deferred_report(uv_timer_t *t) {
+  sj_dial_t *d = t->data;
+  d->starting = 0;
+  report(d, d->last_error, NULL);
+}
+
+/* Delivers the result once and starts tearing down. A failure found while
+ * sj_dial_start() is still running (a connect refused at once: unreachable
+ * network, no ports or descriptors left) is delivered on the next turn of
+ * the loop, so the caller never sees its callback before its start returns. */
 static void report(sj_dial_t *d, int status, sj_stream_t *s) {
+  if (d->starting && !d->reported) {
+    d->last_error = status;
+    uv_timer_start(&d->timer, on_deferred_report, 0, 0);
+    return;
+  }
   if (!d->reported) {
     d->reported = 1;
     d->cb(d, status, s, d->data);
@@ -178,7 +195,9 @@ int sj_dial_start(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
                    (uv_ip4_addr(spec->host, spec->port, &d->dialled.in) == 0 ||
                     uv_ip6_addr(spec->host, spec->port, &d->dialled.in6) == 0);
   if (spec->kind == SJ_SIDE_UNIX || d->has_literal) {
+    d->starting = 1;
     try_next(d);
+    d->starting = 0;
     return 0;
   }
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

@@ -8,8 +8,9 @@
 
 typedef struct sj_dial sj_dial_t;
 
-/* Exactly one call, unless the dial was cancelled first: status 0 with a
- * stream the callee owns, or the last error (UV_ETIMEDOUT at the deadline). */
+/* Exactly one call, never from inside sj_dial_start(), unless the dial was
+ * cancelled first: status 0 with a stream the callee owns, or the last error
+ * (UV_ETIMEDOUT at the deadline). */
 typedef void (*sj_dial_cb)(sj_dial_t *d, int status, sj_stream_t *stream, void *data);
 
 /* spec and ka are borrowed: they must stay valid until the callback has run

@@ -31,16 +31,23 @@ struct sj_listener {
   void *close_data;
 };
 
+static void on_connection(uv_stream_t *server, int status);
+
 static void accept_one(sj_listener_t *l) {
   uv_handle_type type = l->h.handle.type;
   sj_stream_t *s = sj_uvstream_new(l->loop, l->pool, type);
   if (s == NULL) {
+    /* The connection stays with libuv; the next resume tries again. */
+    l->deferred = 1;
     l->cb(l, UV_ENOMEM, NULL, l->data);
     return;
   }
   int rc = uv_accept(&l->h.stream, sj_uvstream_handle(s));
   if (rc != 0) {
+    /* libuv dropped the connection and stopped watching the listener:
+     * listening again restarts it. */
     sj_stream_close(s, 0, NULL);
+    uv_listen(&l->h.stream, SOMAXCONN, on_connection);
     l->cb(l, rc, NULL, l->data);
     return;
   }

@@ -89,13 +89,14 @@ void sj__pair_close(sj_pair_t *pair, int status, int reset) {
     return;
   pair->closing = 1;
   pair->status = status;
+  for (int i = 0; i < 2; i++)
+    sj_pump_close(&pair->end[i]->pump);
   /* The streams free themselves as they close, so what the report needs is
-   * taken now; the counts no longer move once the pumps are closed. */
+   * taken now, once the pumps have counted what a cancelled write had
+   * already handed on; the counts no longer move. */
   pair->final = malloc(sizeof *pair->final);
   if (pair->final != NULL)
     sj__pair_info(pair, pair->final);
-  for (int i = 0; i < 2; i++)
-    sj_pump_close(&pair->end[i]->pump);
   for (int i = 0; i < 2; i++)
     sj_stream_close(pair->end[i]->stream, reset, on_stream_closed);
 }

@@ -94,7 +94,7 @@ static void pop_head(sj_pump_t *p) {
   p->head = c->next;
   if (p->head == NULL)
     p->tail = NULL;
-  sj_pool_put(p->src->pool, c);
+  sj_pool_put(p->pool, c);
 }
 
 /* The head chunk's bytes [off, off+n) have reached dst. */
@@ -127,8 +127,11 @@ static void on_write(sj_stream_t *s, int status, void *arg) {
 static void flush(sj_pump_t *p) {
   while (p->head != NULL && p->dst != NULL && !p->writing && !p->failed && !p->closed) {
     sj_chunk_t *c = p->head;
-    if (c->off == 0 && p->ev->on_chunk != NULL)
+    if (c->off == 0 && p->ev->on_chunk != NULL) {
       p->ev->on_chunk(p, c->data, c->len);
+      if (p->closed || p->failed)
+        return; /* the callback closed the pair */
+    }
     int n = sj_stream_try_write(p->dst, c->data + c->off, sj_chunk_remaining(c));
     if (n == UV_EAGAIN || n == UV_ENOSYS)
       n = 0;
@@ -156,13 +159,13 @@ static void flush(sj_pump_t *p) {
 /* Moves what is stuck in the pipe into the queue, for the copy path. */
 static int take_stuck(sj_pump_t *p, size_t stuck) {
   while (stuck > 0) {
-    sj_chunk_t *c = sj_pool_get(p->src->pool);
+    sj_chunk_t *c = sj_pool_get(p->pool);
     int n = c != NULL ? sj_splicer_take(p->splicer, c->data,
-                                        stuck < p->src->pool->size ? stuck : p->src->pool->size)
+                                        stuck < p->pool->size ? stuck : p->pool->size)
                       : UV_ENOMEM;
     if (n <= 0) {
       if (c != NULL)
-        sj_pool_put(p->src->pool, c);
+        sj_pool_put(p->pool, c);
       sj_splicer_discard(p->splicer);
       fail(p, n < 0 ? n : UV_EIO);
       return -1;
@@ -178,12 +181,16 @@ static int take_stuck(sj_pump_t *p, size_t stuck) {
 static void splice_step(sj_pump_t *p) {
   sj_splice_result_t r;
   int dst_failed;
+  /* Taking at most the mark at a time keeps what the destination refuses
+   * (and so lands in the queue) within the mark. */
   int rc = sj_splice_move(p->splicer, sj_stream_fileno(p->src), sj_stream_fileno(p->dst),
-                          SJ_SPLICE_BUDGET, &r, &dst_failed);
+                          p->hwm, SJ_SPLICE_BUDGET, &r, &dst_failed);
   p->bytes_read += r.in;
   p->bytes_written += r.out;
-  if (rc < 0 && r.in == 0 && p->splicer->rd < 0) {
-    /* No pipe to be had (out of descriptors): copy instead. */
+  if (rc < 0 && r.in == 0 &&
+      (p->splicer->rd < 0 || rc == UV_EINVAL || rc == UV_ENOSYS || rc == UV_EPERM)) {
+    /* No pipe to be had (out of descriptors), or splice refused for these
+     * sockets: copy instead. */
     p->no_splice = 1;
     set_reading(p, 1);
     return;
@@ -232,7 +239,8 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
 
 int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, sj_splicer_t *splicer,
                   const sj_pump_events_t *ev, void *owner) {
-  *p = (sj_pump_t){.src = src, .ev = ev, .owner = owner, .hwm = hwm, .splicer = splicer};
+  *p = (sj_pump_t){.src = src, .pool = src->pool, .ev = ev, .owner = owner, .hwm = hwm,
+                   .splicer = splicer};
   src->data = p;
   src->on_read = on_read;
   /* With no destination yet, reading starts on the copy path. */
@@ -268,7 +276,7 @@ void sj_pump_close(sj_pump_t *p) {
   sj_chunk_t *c = keep != NULL ? keep->next : p->head;
   while (c != NULL) {
     sj_chunk_t *next = c->next;
-    sj_pool_put(p->src->pool, c);
+    sj_pool_put(p->pool, c);
     c = next;
   }
   if (keep != NULL)

@@ -36,6 +36,7 @@ typedef struct {
 struct sj_pump {
   sj_stream_t *src;
   sj_stream_t *dst; /* NULL until connected */
+  sj_pool_t *pool;  /* src's, kept: a late write callback may outlive src */
   const sj_pump_events_t *ev;
   void *owner;
   sj_chunk_t *head, *tail; /* read, not yet written */

@@ -35,8 +35,8 @@ static int open_pipe(sj_splicer_t *sp) {
   return 0;
 }
 
-int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t budget, sj_splice_result_t *r,
-                   int *dst_failed) {
+int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t step, size_t budget,
+                   sj_splice_result_t *r, int *dst_failed) {
   *r = (sj_splice_result_t){0, 0, 0, 0};
   *dst_failed = 0;
   if (sp->rd < 0 && open_pipe(sp) != 0)
@@ -44,7 +44,8 @@ int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t budget, sj_splice_
   size_t in_pipe = 0;
   int dry = 0;
   while (!dry && !r->eof && r->in < budget) {
-    ssize_t n = splice(src, NULL, sp->wr, NULL, sp->cap - in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    size_t want = step < sp->cap ? step : sp->cap;
+    ssize_t n = splice(src, NULL, sp->wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       in_pipe += (size_t)n;
       r->in += (size_t)n;
