@@ -34,6 +34,8 @@ const char cli_usage[] =
     "  --keepalive IDLE,INTERVAL,COUNT  TCP keep-alive (default 60,10,5)\n"
     "  --no-keepalive            turn TCP keep-alive off\n"
     "  --no-splice               never relay with splice(2) (always copy)\n"
+    "  --workers N               N threads share the listening port (listen: with\n"
+    "                            connect: or unix: only; default 1)\n"
     "  --stats                   print stats as JSON on stderr at exit\n"
     "  -h, --help                this text\n"
     "  --version                 the version\n";
@@ -114,7 +116,8 @@ typedef enum {
   OPT_CONNECT_TIMEOUT,
   OPT_MAX_PAIRS,
   OPT_BUFFER,
-  OPT_KEEPALIVE
+  OPT_KEEPALIVE,
+  OPT_WORKERS
 } valued_opt_t;
 
 static const struct {
@@ -123,7 +126,7 @@ static const struct {
 } valued[] = {
     {"--timeout", OPT_TIMEOUT},     {"--connect-timeout", OPT_CONNECT_TIMEOUT},
     {"--max-pairs", OPT_MAX_PAIRS}, {"--buffer", OPT_BUFFER},
-    {"--keepalive", OPT_KEEPALIVE},
+    {"--keepalive", OPT_KEEPALIVE}, {"--workers", OPT_WORKERS},
 };
 
 static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
@@ -145,6 +148,11 @@ static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
     return 0;
   case OPT_KEEPALIVE:
     return parse_keepalive(v, &cfg->opts.keepalive);
+  case OPT_WORKERS:
+    if (parse_count(v, 1, 64, 0, &n) != 0)
+      return -1;
+    cfg->workers = (int)n;
+    return 0;
   }
   return -1;
 }
@@ -160,6 +168,8 @@ static const char *valued_hint(valued_opt_t opt) {
     return "expected bytes from 1 to 1G (k, m, g suffixes allowed)";
   case OPT_KEEPALIVE:
     return "expected IDLE,INTERVAL,COUNT (seconds up to 32767, probes up to 127)";
+  case OPT_WORKERS:
+    return "expected a whole number from 1 to 64";
   }
   return "";
 }
@@ -172,6 +182,23 @@ static int parse_traffic(const char *v, sj_traffic_mode_t *mode) {
   else
     return -1;
   return 0;
+}
+
+/* Workers share a listening port and each pairs what it accepts with its
+ * own outbound connection: that needs a TCP listening side facing a
+ * connecting one, and no rule that counts pairs across workers. */
+static cli_action_t check_workers(const cli_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->workers <= 1)
+    return CLI_RUN;
+  sj_side_kind_t a = cfg->side[0].kind, b = cfg->side[1].kind;
+  int dials = a == SJ_SIDE_CONNECT || a == SJ_SIDE_UNIX || b == SJ_SIDE_CONNECT || b == SJ_SIDE_UNIX;
+  if (!dials || (a != SJ_SIDE_LISTEN && b != SJ_SIDE_LISTEN))
+    return usage_error(err, errlen, "--workers needs a listen: side and a connect: or unix: side");
+  if (cfg->opts.timeout_s > 0)
+    return usage_error(err, errlen, "--workers cannot be combined with --timeout");
+  if (cfg->opts.max_pairs > 0)
+    return usage_error(err, errlen, "--workers cannot be combined with --max-pairs");
+  return CLI_RUN;
 }
 
 cli_action_t cli_parse(int argc, char **argv, cli_config_t *cfg, char *err, size_t errlen) {
@@ -247,5 +274,5 @@ cli_action_t cli_parse(int argc, char **argv, cli_config_t *cfg, char *err, size
   }
   if (cfg->side[0].kind == SJ_SIDE_STDIO && cfg->side[1].kind == SJ_SIDE_STDIO)
     return usage_error(err, errlen, "stdio can be only one side");
-  return CLI_RUN;
+  return check_workers(cfg, err, errlen);
 }

@@ -11,6 +11,7 @@ typedef struct {
   sj_options_t opts;
   sj_side_spec_t side[2];
   int stats;
+  int workers; /* threads, each with its own loop and connector */
 } cli_config_t;
 
 /* Parses argv (argv[0] is the program). On CLI_USAGE_ERROR, err holds the

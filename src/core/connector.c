@@ -484,8 +484,8 @@ void sj_connector_close(sj_connector_t *c, sj_close_cb cb) {
 static int open_side(sj_connector_t *c, sj_side_t side) {
   const sj_side_spec_t *s = &c->spec[side];
   if (is_listen(s)) {
-    int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, on_accept, c,
-                              &c->listener[side]);
+    int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, c->opts.reuse_port,
+                              on_accept, c, &c->listener[side]);
     if (rc == 0)
       c->refs++;
     return rc;

@@ -86,7 +86,18 @@ void sj_listener_resume(sj_listener_t *l) {
   }
 }
 
-static int bind_tcp(sj_listener_t *l, const sj_side_spec_t *spec) {
+/* SO_REUSEPORT must be set before bind, so the socket is made first. */
+static int init_tcp(sj_listener_t *l, int family, int reuse_port) {
+  int rc = uv_tcp_init_ex(l->loop, &l->h.tcp, (unsigned)family);
+  uv_os_fd_t fd;
+  int one = 1;
+  if (rc == 0 && reuse_port && uv_fileno(&l->h.handle, &fd) == 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    rc = -errno;
+  return rc;
+}
+
+static int bind_tcp(sj_listener_t *l, const sj_side_spec_t *spec, int reuse_port) {
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_PASSIVE};
   char port[8];
@@ -96,7 +107,7 @@ static int bind_tcp(sj_listener_t *l, const sj_side_spec_t *spec) {
   int rc = uv_getaddrinfo(l->loop, &req, NULL, host, port, &hints);
   if (rc != 0)
     return rc;
-  rc = uv_tcp_init(l->loop, &l->h.tcp);
+  rc = init_tcp(l, req.addrinfo->ai_family, reuse_port);
   if (rc == 0)
     rc = uv_tcp_bind(&l->h.tcp, req.addrinfo->ai_addr, 0);
   if (rc == 0)
@@ -138,7 +149,7 @@ static void on_closed(uv_handle_t *h) {
 }
 
 int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
-                     const sj_keepalive_t *ka, sj_accept_cb cb, void *data,
+                     const sj_keepalive_t *ka, int reuse_port, sj_accept_cb cb, void *data,
                      sj_listener_t **out) {
   sj_listener_t *l = calloc(1, sizeof *l);
   if (l == NULL)
@@ -146,7 +157,7 @@ int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spe
   *l = (sj_listener_t){.loop = loop, .pool = pool, .ka = *ka, .cb = cb, .data = data,
                        .spec = spec};
   int tcp = spec->kind == SJ_SIDE_LISTEN;
-  int rc = tcp ? bind_tcp(l, spec) : bind_unix(l, spec);
+  int rc = tcp ? bind_tcp(l, spec, reuse_port) : bind_unix(l, spec);
   l->h.handle.data = l;
   if (rc == 0)
     rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);

@@ -86,3 +86,29 @@ def test_version():
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().strip() == "sockjoin 0.1.0"
 
+
+
+# --workers applies only where every connection is paired on its own.
+WORKER_CASES = [
+    (["--workers", "2", "listen:0", "listen:0"],
+     "sockjoin: --workers needs a listen: side and a connect: or unix: side"),
+    (["--workers", "2", "stdio", "listen:0"],
+     "sockjoin: --workers needs a listen: side and a connect: or unix: side"),
+    (["--workers", "2", "unix-listen:/tmp/x.sock", "connect:h:1"],
+     "sockjoin: --workers needs a listen: side and a connect: or unix: side"),
+    (["--workers", "2", "--timeout", "5", "listen:0", "connect:h:1"],
+     "sockjoin: --workers cannot be combined with --timeout"),
+    (["--workers", "2", "--max-pairs", "3", "listen:0", "connect:h:1"],
+     "sockjoin: --workers cannot be combined with --max-pairs"),
+    (["--workers", "0", "listen:0", "connect:h:1"], "sockjoin: bad --workers '0'"),
+    (["--workers", "65", "listen:0", "connect:h:1"], "sockjoin: bad --workers '65'"),
+]
+
+
+@pytest.mark.parametrize("args,phrase", WORKER_CASES)
+def test_workers_usage(args, phrase):
+    r = run_sockjoin(args, timeout=15)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert phrase in err, err
+    assert r.stdout == b""

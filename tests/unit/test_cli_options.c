@@ -154,6 +154,29 @@ static void test_stats(void **state) {
   assert_int_equal(cfg.stats, 1);
 }
 
+static void test_workers(void **state) {
+  (void)state;
+  cli_config_t cfg;
+  PARSE_RUN(&cfg, "-v"); /* listen: and connect: sides appended */
+  assert_int_equal(cfg.workers, 0); /* one, the default */
+  PARSE_RUN(&cfg, "--workers", "2");
+  assert_int_equal(cfg.workers, 2);
+  PARSE_RUN(&cfg, "--workers=64");
+  assert_int_equal(cfg.workers, 64);
+  assert_int_equal(PARSE(&cfg, "--workers", "2", "unix:/a", "listen:0"), CLI_RUN);
+  assert_int_equal(PARSE(&cfg, "--workers=1", "listen:0", "listen:0"), CLI_RUN); /* any mode */
+  PARSE_ERR("bad --workers '0': expected a whole number from 1 to 64", "--workers", "0", A_SIDE,
+            B_SIDE);
+  PARSE_ERR("--workers needs a listen: side and a connect: or unix: side", "--workers", "2",
+            "listen:0", "listen:0");
+  PARSE_ERR("--workers needs a listen: side and a connect: or unix: side", "--workers", "2",
+            "connect:h:1", "connect:h:2");
+  PARSE_ERR("--workers cannot be combined with --timeout", "--workers", "2", "--timeout", "1",
+            A_SIDE, B_SIDE);
+  PARSE_ERR("--workers cannot be combined with --max-pairs", "--workers", "2", "--max-pairs",
+            "1", A_SIDE, B_SIDE);
+}
+
 static void test_no_keepalive(void **state) {
   (void)state;
   cli_config_t cfg;
@@ -500,6 +523,7 @@ int main(void) {
       cmocka_unit_test(test_verbose),
       cmocka_unit_test(test_log_traffic),
       cmocka_unit_test(test_stats),
+      cmocka_unit_test(test_workers),
       cmocka_unit_test(test_no_keepalive),
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_connect_timeout),

@@ -1,0 +1,69 @@
+"""--workers: several threads share the listening port (SO_REUSEPORT), each
+pairing what it accepts with its own outbound connection."""
+
+import json
+import os
+import signal
+
+from conftest import (DEADLINE, Worker, connect_tcp, recv_exact, recv_hash_until_eof,
+                      send_all_then_shutdown, sha256, wait_for)
+
+
+def echo_handler(conn, index):
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            conn.sendall(data)
+        conn.shutdown(1)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def test_workers_share_the_port_and_keep_connections_apart(sockjoin, servers):
+    backend = servers(handler=echo_handler)
+    sj = sockjoin("-v", "--stats", "--workers", "2", "listen:127.0.0.1:0",
+                  "connect:" + backend.addr)
+    clients = [connect_tcp(sj.addr("A")) for _ in range(40)]
+
+    def talk(s, i):
+        msg = (b"client %d " % i) * (i + 1)
+        s.sendall(msg)
+        got = recv_exact(s, len(msg))
+        s.close()
+        return got == msg
+
+    workers = [Worker(talk, s, i) for i, s in enumerate(clients)]
+    for w in workers:
+        w.start()
+    assert all(w.join_result(DEADLINE * 2) for w in workers)
+    wait_for(lambda: len(sj.stderr_matches(r"pair \d+ closed")) == 40, what="40 pairs closed")
+    # The kernel spreads connections over both listeners (by a hash of the
+    # addresses: for 40 connections, one worker getting none has odds 2^-39).
+    assert sj.stderr_matches(r"^\S+ worker 1: pair \d+ formed")
+    assert sj.stderr_matches(r"^\S+ worker 2: pair \d+ formed")
+    sj.signal(signal.SIGTERM)
+    assert sj.wait_exit() == 0
+    stats = json.loads([l for l in sj.stderr_lines() if l.strip()][-1])
+    assert stats["pairs"] == 40
+    sent = sum(len((b"client %d " % i) * (i + 1)) for i in range(40))
+    assert stats["bytes_a_to_b"] == sent and stats["bytes_b_to_a"] == sent
+    assert sum(len(v) for v in stats["sockets_a"].values()) == 40
+
+
+def test_workers_bulk_integrity(sockjoin, servers, sockets):
+    backend = servers()
+    sj = sockjoin("--workers", "2", "listen:127.0.0.1:0", "connect:" + backend.addr)
+    a = sockets(connect_tcp(sj.addr("A")))
+    b = backend.accept_next()
+    data_a, data_b = os.urandom(16 << 20), os.urandom(16 << 20)
+    jobs = [Worker(send_all_then_shutdown, a, data_a), Worker(send_all_then_shutdown, b, data_b),
+            Worker(recv_hash_until_eof, b), Worker(recv_hash_until_eof, a)]
+    for j in jobs:
+        j.start()
+    assert jobs[2].join_result(DEADLINE * 3) == (16 << 20, sha256(data_a))
+    assert jobs[3].join_result(DEADLINE * 3) == (16 << 20, sha256(data_b))
+    b.close()
