@@ -175,6 +175,9 @@ typedef struct {
   int no_splice; /* 1: never relay with splice(2); bytes always pass through
                     user space (the zero-copy path is used by default where
                     both ends are plain sockets and no traffic is logged) */
+  int reuse_port; /* 1: listening TCP sockets set SO_REUSEPORT, so that
+                     connectors on several threads can share one port (the
+                     kernel spreads connections among them) */
   sj_log_cb log_cb;              /* NULL: messages are dropped               */
   sj_pair_cb on_pair;            /* a pair formed                            */
   sj_pair_cb on_pair_closed;     /* a pair ended; byte counts are final      */
