@@ -306,6 +306,21 @@ def sha256(data):
 # Python peers that sockjoin connects to
 # --------------------------------------------------------------------------
 
+def echo_handler(conn, index):
+    """A Server handler that echoes until EOF, half-closes, then closes."""
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
 class Server:
     """A TCP (or Unix) server in a background thread.
 

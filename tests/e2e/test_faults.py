@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (DEADLINE, Server, Worker, connect_tcp, expect_closed, recv_exact,
+from conftest import (DEADLINE, Worker, connect_tcp, echo_handler, expect_closed, recv_exact,
                       rst_close, wait_for)
 
 LL = ("listen:127.0.0.1:0", "listen:127.0.0.1:0")
@@ -29,19 +29,6 @@ def set_fd_limit(pid, n):
     """Sets the soft limit only: raising it back needs no privilege."""
     hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (n, hard))
-
-
-def echo_handler(conn, index):
-    try:
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                break
-            conn.sendall(data)
-    except OSError:
-        pass
-    finally:
-        conn.close()
 
 
 def test_dial_out_of_descriptors_fails_that_connection_only(sockjoin, servers, sockets):

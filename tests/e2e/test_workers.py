@@ -5,22 +5,8 @@ import json
 import os
 import signal
 
-from conftest import (DEADLINE, Worker, connect_tcp, recv_exact, recv_hash_until_eof,
-                      send_all_then_shutdown, sha256, wait_for)
-
-
-def echo_handler(conn, index):
-    try:
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                break
-            conn.sendall(data)
-        conn.shutdown(1)
-    except OSError:
-        pass
-    finally:
-        conn.close()
+from conftest import (DEADLINE, Worker, connect_tcp, echo_handler, recv_exact,
+                      recv_hash_until_eof, send_all_then_shutdown, sha256, wait_for)
 
 
 def test_workers_share_the_port_and_keep_connections_apart(sockjoin, servers):
