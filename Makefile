@@ -15,7 +15,7 @@ DEPS_TEST  = python3 python3-pytest ncat socat iperf3 iproute2 procps clang libc
 DEPS_BENCH = haproxy nginx libnginx-mod-stream sockperf wrk
 DEPS       = $(DEPS_BUILD) $(DEPS_TEST)
 
-.PHONY: all deps deps-bench build run test unit e2e asan fuzz-build fuzz-replay fuzz bench clean
+.PHONY: all deps deps-bench build run test unit e2e asan valgrind fuzz-build fuzz-replay fuzz bench clean
 
 all: build
 
@@ -50,6 +50,12 @@ asan:
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 	cd $(BUILD_ASAN) && ctest --output-on-failure
 	SOCKJOIN_BIN=$(CURDIR)/$(BUILD_ASAN)/sockjoin SOCKJOIN_SANITIZED=1 $(PYTEST) -q tests/e2e
+
+# The e2e suite with the binary under valgrind's memcheck (slow; not part of
+# make test, which has the sanitizers).
+valgrind: deps build
+	@./scripts/install-deps valgrind
+	SOCKJOIN_BIN=$(CURDIR)/scripts/valgrind-sockjoin SOCKJOIN_SANITIZED=1 $(PYTEST) -q tests/e2e
 
 # libFuzzer targets (clang), one per codec; corpora live in tests/fuzz/corpus/NAME
 # for target fuzz_NAME.
