@@ -55,7 +55,8 @@ asan:
 # make test, which has the sanitizers).
 valgrind: deps build
 	@./scripts/install-deps valgrind
-	SOCKJOIN_BIN=$(CURDIR)/scripts/valgrind-sockjoin SOCKJOIN_SANITIZED=1 $(PYTEST) -q tests/e2e
+	SOCKJOIN_BIN=$(CURDIR)/scripts/valgrind-sockjoin SOCKJOIN_SANITIZED=1 SOCKJOIN_VALGRIND=1 \
+	  $(PYTEST) -q tests/e2e
 
 # libFuzzer targets (clang), one per codec; corpora live in tests/fuzz/corpus/NAME
 # for target fuzz_NAME.

@@ -180,11 +180,10 @@ static int take_stuck(sj_pump_t *p, size_t stuck) {
 /* The source has input and the pump is on the zero-copy path. */
 static void splice_step(sj_pump_t *p) {
   sj_splice_result_t r;
-  int dst_failed;
   /* Taking at most the mark at a time keeps what the destination refuses
    * (and so lands in the queue) within the mark. */
   int rc = sj_splice_move(p->splicer, sj_stream_fileno(p->src), sj_stream_fileno(p->dst),
-                          p->hwm, SJ_SPLICE_BUDGET, &r, &dst_failed);
+                          p->hwm, SJ_SPLICE_BUDGET, &r);
   p->bytes_read += r.in;
   p->bytes_written += r.out;
   if (rc < 0 && r.in == 0 &&

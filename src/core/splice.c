@@ -36,9 +36,8 @@ static int open_pipe(sj_splicer_t *sp) {
 }
 
 int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t step, size_t budget,
-                   sj_splice_result_t *r, int *dst_failed) {
+                   sj_splice_result_t *r) {
   *r = (sj_splice_result_t){0, 0, 0, 0};
-  *dst_failed = 0;
   if (sp->rd < 0 && open_pipe(sp) != 0)
     return -errno;
   size_t in_pipe = 0;
@@ -68,7 +67,6 @@ int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t step, size_t budge
         return 0;
       } else if (m < 0 && errno != EINTR) {
         r->stuck = in_pipe;
-        *dst_failed = 1;
         return -errno;
       }
     }

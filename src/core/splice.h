@@ -32,10 +32,10 @@ void sj_splicer_close(sj_splicer_t *sp);
  * can be left stuck), until the source has nothing more, the destination is
  * full, or budget bytes have moved. Returns 0, or a negative
  * errno: a failure to make the pipe (EMFILE and the like; nothing moved), or
- * the source's or the destination's error (*dst_failed says which).
+ * the source's or the destination's error.
  */
 int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t step, size_t budget,
-                   sj_splice_result_t *r, int *dst_failed);
+                   sj_splice_result_t *r);
 
 /* Takes up to len stuck bytes out of the pipe; returns the count or -errno. */
 int sj_splicer_take(sj_splicer_t *sp, char *buf, size_t len);
