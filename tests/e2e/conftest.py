@@ -9,6 +9,7 @@ suite also passes against slow (AddressSanitizer) builds.
 import contextlib
 import hashlib
 import os
+import random
 import re
 import select
 import shutil
@@ -306,19 +307,48 @@ def sha256(data):
 # Python peers that sockjoin connects to
 # --------------------------------------------------------------------------
 
-def echo_handler(conn, index):
-    """A Server handler that echoes until EOF, half-closes, then closes."""
+def echo_until_eof(conn):
+    """Sends back what arrives until EOF (or an error); returns then."""
     try:
         while True:
             data = conn.recv(65536)
             if not data:
                 break
             conn.sendall(data)
+    except OSError:
+        pass
+
+
+def echo_handler(conn, index):
+    """A Server handler that echoes until EOF, half-closes, then closes."""
+    echo_until_eof(conn)
+    try:
         conn.shutdown(socket.SHUT_WR)
     except OSError:
         pass
-    finally:
-        conn.close()
+    conn.close()
+
+
+def recv_jittery_hash(sock, seed, timeout, sizes=(1, 100, 4096, 65536, 262144), stall=0.02):
+    """Reads to EOF in random sizes, stalling for up to 10 ms now and then
+    (with probability stall per read), so that a relay's destination keeps
+    filling and draining. Returns (byte count, sha256 hexdigest)."""
+    rng = random.Random(seed)
+    h = hashlib.sha256()
+    n = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, "reader timed out after %d bytes" % n
+        if not select.select([sock], [], [], left)[0]:
+            continue
+        data = sock.recv(rng.choice(sizes))
+        if not data:
+            return n, h.hexdigest()
+        h.update(data)
+        n += len(data)
+        if rng.random() < stall:
+            time.sleep(rng.random() * 0.01)  # pacing, not synchronisation
 
 
 class Server:

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import (DEADLINE, Worker, connect_tcp, expect_closed, recv_exact,
-                      recv_hash_until_eof, recv_until_eof, rst_close, send_all_then_shutdown,
-                      sha256, transfer)
+                      recv_hash_until_eof, recv_jittery_hash, recv_until_eof, rst_close,
+                      send_all_then_shutdown, sha256, transfer)
 
 LL = ("listen:127.0.0.1:0", "listen:127.0.0.1:0")
 MIB = 1024 * 1024
@@ -218,31 +218,6 @@ def test_backpressure_bounded_memory(sockjoin, path, sockets):
     assert h == sha256(data)
     rss_after = sj.rss_kib()
     assert rss_after < limit_kib, "sockjoin RSS %d KiB after the transfer" % rss_after
-
-
-def recv_jittery_hash(sock, seed, timeout):
-    """Reads to EOF in random sizes with short random pauses, so the relay's
-    destination keeps filling and draining: every switch between the
-    zero-copy and the copy path is crossed many times."""
-    import hashlib
-    import random
-    rng = random.Random(seed)
-    h = hashlib.sha256()
-    n = 0
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, "reader timed out after %d bytes" % n
-        r, _, _ = select.select([sock], [], [], left)
-        if not r:
-            continue
-        data = sock.recv(rng.choice((1, 100, 4096, 65536, 262144)))
-        if not data:
-            return n, h.hexdigest()
-        h.update(data)
-        n += len(data)
-        if rng.random() < 0.02:
-            time.sleep(rng.random() * 0.01)  # a reader that stalls now and then
 
 
 def test_bulk_with_stalling_readers(sockjoin, path, sockets):

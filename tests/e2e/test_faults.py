@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import (DEADLINE, Worker, connect_tcp, echo_handler, expect_closed, recv_exact,
-                      rst_close, wait_for)
+from conftest import (DEADLINE, Worker, connect_tcp, echo_handler, echo_until_eof, expect_closed,
+                      recv_exact, rst_close, wait_for)
 
 LL = ("listen:127.0.0.1:0", "listen:127.0.0.1:0")
 
@@ -168,14 +168,7 @@ def test_max_pairs_limits_outbound_connections(sockjoin, servers):
         with lock:
             state["now"] += 1
             state["most"] = max(state["most"], state["now"])
-        try:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                conn.sendall(data)
-        except OSError:
-            pass
+        echo_until_eof(conn)
         # Counted out before the close that lets the relay dial the next one.
         with lock:
             state["now"] -= 1

@@ -6,15 +6,14 @@ they started."""
 import hashlib
 import os
 import random
-import select
 import socket
-import time
 
 import pytest
 
-from conftest import DEADLINE, Worker, connect_tcp, wait_for
+from conftest import DEADLINE, Worker, connect_tcp, recv_jittery_hash, wait_for
 
 PAIRS = 64
+READS = (4096, 65536, 262144)  # read sizes of the stalling readers
 SIZE = 16 << 20
 LL = ("listen:127.0.0.1:0", "listen:127.0.0.1:0")
 
@@ -33,26 +32,6 @@ def send_rotated(sock, buf, off, seed):
         sock.sendall(view[pos:pos + n])
         pos += n
     sock.shutdown(socket.SHUT_WR)
-
-
-def recv_stalling(sock, seed, timeout):
-    """Reads to EOF in random sizes, stalling now and then."""
-    rng = random.Random(seed)
-    h = hashlib.sha256()
-    n = 0
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, "reader timed out after %d bytes" % n
-        if not select.select([sock], [], [], left)[0]:
-            continue
-        data = sock.recv(rng.choice((4096, 65536, 262144)))
-        if not data:
-            return n, h.hexdigest()
-        h.update(data)
-        n += len(data)
-        if rng.random() < 0.01:
-            time.sleep(rng.random() * 0.005)
 
 
 def fd_count(pid):
@@ -76,8 +55,8 @@ def test_soak_64_pairs_16mib_each_way(sockjoin, path):
         expect.append((hashlib.sha256(rotated(buf, off_a)).hexdigest(),
                        hashlib.sha256(rotated(buf, off_b)).hexdigest()))
         jobs.append((Worker(send_rotated, a, buf, off_a, i), Worker(send_rotated, b, buf, off_b, -i),
-                     Worker(recv_stalling, b, 2 * i, DEADLINE * 8),
-                     Worker(recv_stalling, a, 2 * i + 1, DEADLINE * 8)))
+                     Worker(recv_jittery_hash, b, 2 * i, DEADLINE * 8, READS, 0.01),
+                     Worker(recv_jittery_hash, a, 2 * i + 1, DEADLINE * 8, READS, 0.01)))
     for group in jobs:
         for w in group:
             w.start()
