@@ -67,7 +67,7 @@ static void end_on_chunk(sj_pump_t *p, const char *bytes, size_t n) {
 static const sj_pump_events_t end_events = {end_on_end, end_on_error, NULL};
 static const sj_pump_events_t end_events_traced = {end_on_end, end_on_error, end_on_chunk};
 
-void sj__end_free(sj_end_t *e) {
+static void end_free(sj_end_t *e) {
   sj_connector_t *c = e->c;
   free(e);
   unref(c);
@@ -75,7 +75,7 @@ void sj__end_free(sj_end_t *e) {
 
 static void on_end_stream_closed(sj_stream_t *s) {
   sj_pump_t *pump = s->data;
-  sj__end_free(pump->owner);
+  end_free(pump->owner);
 }
 
 /* Closes an end that is not paired: waiting, or waiting for its dial. */

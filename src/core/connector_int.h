@@ -91,7 +91,6 @@ void sj__pair_close(sj_pair_t *pair, int status, int reset);
 void sj__pair_info(const sj_pair_t *pair, sj_pair_info_t *info);
 
 /* connector.c, for pair.c */
-void sj__end_free(sj_end_t *end);
 void sj__pair_closed(sj_connector_t *c, sj_pair_t *pair);
 
 #endif
