@@ -10,9 +10,11 @@ PYTEST     ?= /usr/bin/python3 -m pytest
 JOBS       ?= $(shell nproc)
 
 # Build, unit tests, black-box tests and benchmarks.
-DEPS_BUILD = build-essential cmake pkg-config libuv1-dev libcmocka-dev
-DEPS_TEST  = python3 python3-pytest ncat socat iperf3 iproute2 procps clang libclang-rt-14-dev
-DEPS_BENCH = haproxy nginx libnginx-mod-stream sockperf wrk
+DEPS_BUILD = build-essential cmake pkg-config libuv1-dev libcmocka-dev libssl-dev libsodium-dev \
+             libwslay-dev
+DEPS_TEST  = python3 python3-pytest ncat socat iperf3 iproute2 procps clang libclang-rt-14-dev \
+             openssl curl openssh-server openssh-client
+DEPS_BENCH = haproxy nginx libnginx-mod-stream sockperf wrk stunnel4 redis-server redis-tools nats-server
 DEPS       = $(DEPS_BUILD) $(DEPS_TEST)
 
 .PHONY: all deps deps-bench build run test unit e2e asan valgrind fuzz-build fuzz-replay fuzz bench clean

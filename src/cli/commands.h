@@ -1,0 +1,15 @@
+/* The subcommands besides the join itself. Each takes the arguments after
+ * its name (argv[0] is the subcommand's name) and returns the exit status:
+ * 0 done, 1 failed at run time, 2 bad usage. One file per subcommand. */
+#ifndef SJ_CLI_COMMANDS_H
+#define SJ_CLI_COMMANDS_H
+
+typedef struct {
+  const char *name;
+  int (*main)(int argc, char **argv);
+} cli_command_t;
+
+/* The table, ended by a {NULL, NULL} entry (commands.c). */
+extern const cli_command_t cli_commands[];
+
+#endif
