@@ -47,7 +47,10 @@ struct uv_loop_s;
   XX(ECLOSED, -5002, "connector is closed")                                  \
   XX(EAUTH, -5003, "authentication failed")                                  \
   XX(ETIMEDOUT_AUTH, -5004, "authentication timed out")                      \
-  XX(EMODE, -5005, "sides do not form a supported mode")
+  XX(EMODE, -5005, "sides do not form a supported mode")                     \
+  XX(ECONFIG, -5006, "bad side options (key, certificate or secret file)")   \
+  XX(ECRYPTO, -5007, "encrypted stream failed authentication")               \
+  XX(ETLS, -5008, "TLS failed")
 
 typedef enum {
 #define SJ_ERR_ENUM(name, code, msg) SJ_##name = (code),
@@ -76,12 +79,43 @@ typedef enum {
 #define SJ_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) on Linux */
 #define SJ_PEER_HOST_MAX (SJ_PATH_MAX + 8) /* an address, "unix:PATH" or "stdio" */
 
+#define SJ_FILE_MAX 512 /* a file named in a side option */
+
+typedef enum {
+  SJ_AUTH_NONE = 0,
+  SJ_AUTH_TOKEN, /* auth=token:FILE  the peer's first line is the token  */
+  SJ_AUTH_HMAC   /* auth=hmac:FILE   challenge-response with HMAC-SHA256 */
+} sj_auth_kind_t;
+
+/*
+ * A side's security options ("listen:9000,tls,cert=c.pem,key=k.pem"). On a
+ * listening side tls terminates TLS and auth checks the peer; on any other
+ * side tls originates TLS and auth makes sockjoin prove itself to the peer.
+ * Secrets and keys are read from files when the connector starts. A zeroed
+ * struct means none of them.
+ */
+typedef struct {
+  sj_auth_kind_t auth;
+  char auth_file[SJ_FILE_MAX];
+  int tls;
+  char cert[SJ_FILE_MAX]; /* listen: the server's; connect: a client's  */
+  char key[SJ_FILE_MAX];
+  char ca[SJ_FILE_MAX];   /* connect: trust these (default: the system's);
+                             listen: require a client certificate from them */
+  char sni[SJ_HOST_MAX];  /* connect: the name to ask for and verify
+                             (default: the host dialled)                    */
+  int no_verify;          /* connect: skip verifying the server (verify=0)  */
+  char encrypt_file[SJ_FILE_MAX]; /* encrypt=psk:FILE: end-to-end encryption
+                                     with a sockjoin on the far end          */
+} sj_side_security_t;
+
 /* A parsed SIDE. host is empty for "all interfaces" on a listen side. */
 typedef struct {
   sj_side_kind_t kind;
   char host[SJ_HOST_MAX];
   int port;
   char path[SJ_PATH_MAX];
+  sj_side_security_t sec;
 } sj_side_spec_t;
 
 /*
@@ -93,8 +127,8 @@ typedef struct {
 SJ_EXTERN int sj_side_parse(const char *text, sj_side_spec_t *out, char *err,
                             size_t errlen);
 
-/* Formats a side back to its canonical text form; returns the length that
- * the full text needs (like snprintf). */
+/* Formats a side back to its canonical text form, options included;
+ * returns the length that the full text needs (like snprintf). */
 SJ_EXTERN int sj_side_format(const sj_side_spec_t *side, char *buf,
                              size_t len);
 
@@ -164,6 +198,79 @@ typedef void (*sj_pair_cb)(sj_connector_t *c, const sj_pair_info_t *pair,
 typedef void (*sj_done_cb)(sj_connector_t *c, int status, void *data);
 typedef void (*sj_close_cb)(sj_connector_t *c, void *data);
 
+/* ------------------------------------------------------------------------ */
+/* Verifiers: a side's sockets prove themselves before they are paired      */
+/* ------------------------------------------------------------------------ */
+
+/* One socket under verification; valid from start() until the verifier
+ * accepts or rejects it, or until on_end(). */
+typedef struct sj_verify_s sj_verify_t;
+
+/* The most bytes a verifier is shown at once. A peer that sends more
+ * without the verifier deciding is rejected ("auth message too long"). */
+#define SJ_VERIFY_MAX 4096
+
+typedef struct {
+  /* A new socket must prove itself. The verifier may write at once. */
+  void (*start)(sj_verify_t *v, void *data);
+  /* Bytes arrived: buf holds everything received and not yet consumed
+   * (at most SJ_VERIFY_MAX bytes). The verifier consumes the bytes of its
+   * auth message and accepts or rejects, now or later. */
+  void (*on_data)(sj_verify_t *v, const char *buf, size_t len, void *data);
+  /* Optional: v is gone without a decision (the peer left, the deadline
+   * passed, the connector closed); per-socket state is released here. */
+  void (*on_end)(sj_verify_t *v, int status, void *data);
+  void *data;
+} sj_verifier_t;
+
+/* Writes to the socket under verification (copied; at most SJ_VERIFY_MAX
+ * bytes queued). Returns 0 or a negative code. */
+SJ_EXTERN int sj_verify_write(sj_verify_t *v, const void *buf, size_t len);
+/* The first n bytes shown were the auth message: they are never relayed. */
+SJ_EXTERN void sj_verify_consume(sj_verify_t *v, size_t n);
+/* The socket may be paired once what was written has been sent; bytes not
+ * consumed are relayed as its first data. v is gone after this call. */
+SJ_EXTERN void sj_verify_accept(sj_verify_t *v);
+/* The socket is refused: reason (may be NULL) is sent as one line, then the
+ * socket is closed. v is gone after this call. */
+SJ_EXTERN void sj_verify_reject(sj_verify_t *v, const char *reason);
+/* Which side, and where the peer is. */
+SJ_EXTERN sj_side_t sj_verify_side(const sj_verify_t *v);
+SJ_EXTERN void sj_verify_peer(const sj_verify_t *v, sj_peer_t *out);
+/* A pointer of the verifier's own for this socket. */
+SJ_EXTERN void sj_verify_set_state(sj_verify_t *v, void *state);
+SJ_EXTERN void *sj_verify_state(const sj_verify_t *v);
+
+/* ------------------------------------------------------------------------ */
+/* Transformers: a pair's bytes rewritten in flight                          */
+/* ------------------------------------------------------------------------ */
+
+/* Where a transformer puts what it makes; valid during the call. */
+typedef struct sj_emit_s sj_emit_t;
+
+/*
+ * Called with each chunk read from the source (len > 0), and once with
+ * buf == NULL at the source's end, to emit what it still holds. It emits
+ * zero or more chunks of any length with sj_emit(). Returns 0, or a
+ * negative code, which resets the pair.
+ */
+typedef int (*sj_transform_fn)(sj_emit_t *out, const char *buf, size_t len, void *state);
+
+typedef struct {
+  sj_transform_fn fn; /* NULL: bytes pass unchanged */
+  void *state;
+  void (*release)(void *state); /* optional: the pair has closed */
+} sj_transformer_t;
+
+/* Queues bytes for the destination (copied). Returns 0 or UV_ENOMEM. */
+SJ_EXTERN int sj_emit(sj_emit_t *out, const void *buf, size_t len);
+
+/* Called as a pair forms, before any byte is relayed; it may set the pair's
+ * transformers. Returning a negative code refuses the pair (both closed). */
+typedef int (*sj_before_joining_cb)(sj_connector_t *c, const sj_pair_info_t *pair,
+                                    sj_transformer_t *a_to_b, sj_transformer_t *b_to_a,
+                                    void *data);
+
 typedef struct {
   int verbose;                   /* lifecycle events at SJ_LOG_INFO          */
   sj_traffic_mode_t log_traffic; /* relayed chunks at SJ_LOG_TRAFFIC         */
@@ -178,6 +285,19 @@ typedef struct {
   int reuse_port; /* 1: listening TCP sockets set SO_REUSEPORT, so that
                      connectors on several threads can share one port (the
                      kernel spreads connections among them) */
+  /* A socket has this long to finish TLS, auth and the encryption
+   * handshake (default 30); then it is refused. */
+  double auth_timeout_s;
+  /* Per side: a verifier run on every socket of the side before it can be
+   * paired (after TLS, before encryption). It replaces the side's auth=. */
+  sj_verifier_t verifier[2];
+  sj_before_joining_cb before_joining;
+  /* connect/connect only: keep this many connections of the standing side
+   * (the side with auth= or encrypt=; B if both or neither) open, each
+   * waiting until its peer shows life (its encryption handshake, or its
+   * first byte), then dial the other side for it and replace it. 0: one
+   * pair, then done. */
+  unsigned persist;
   sj_log_cb log_cb;              /* NULL: messages are dropped               */
   sj_pair_cb on_pair;            /* a pair formed                            */
   sj_pair_cb on_pair_closed;     /* a pair ended; byte counts are final      */
@@ -186,6 +306,7 @@ typedef struct {
 } sj_options_t;
 
 #define SJ_DEFAULT_BUFFER (256 * 1024)
+#define SJ_DEFAULT_AUTH_TIMEOUT 30.0
 
 /* Fills opts with the defaults documented above. */
 SJ_EXTERN void sj_options_init(sj_options_t *opts);

@@ -19,6 +19,20 @@ const char cli_usage[] =
     "  stdio                 standard input and output (one pair)\n"
     "  HOST is a name, an IPv4 address or [IPv6].\n"
     "\n"
+    "SIDE options follow the address, comma separated (listen:9000,tls,...):\n"
+    "  auth=token:FILE       listening: the peer's first line must be the token;\n"
+    "                        connecting: send it\n"
+    "  auth=hmac:FILE        challenge-response with HMAC-SHA256 under the key\n"
+    "  tls                   listening: terminate TLS (needs cert= and key=);\n"
+    "                        connecting: originate TLS, verifying the server\n"
+    "  cert=FILE key=FILE    the certificate and key (a client's on connecting)\n"
+    "  ca=FILE               connecting: trust these CAs (default: the system's);\n"
+    "                        listening: require a client certificate from them\n"
+    "  sni=NAME              connecting: the server name to ask for and verify\n"
+    "  verify=0              connecting: do not verify the server (tests only)\n"
+    "  encrypt=psk:FILE      end-to-end encryption with a sockjoin at the far end\n"
+    "  A FILE's trailing newline is not part of the secret.\n"
+    "\n"
     "Two listening sides pair their connections first-in first-out; a listening\n"
     "side joined to a connecting side makes one outbound connection per accepted\n"
     "connection; two connecting sides make one pair.\n"
@@ -34,6 +48,11 @@ const char cli_usage[] =
     "  --keepalive IDLE,INTERVAL,COUNT  TCP keep-alive (default 60,10,5)\n"
     "  --no-keepalive            turn TCP keep-alive off\n"
     "  --no-splice               never relay with splice(2) (always copy)\n"
+    "  --auth-timeout SECONDS    time for TLS, auth and encryption to finish\n"
+    "                            (default 30)\n"
+    "  --persist N               two connect: sides: keep N connections of the\n"
+    "                            side with auth=/encrypt= standing, dial the other\n"
+    "                            side when one comes alive, and replace it\n"
     "  --workers N               N threads share the listening port (listen: with\n"
     "                            connect: or unix: only; default 1)\n"
     "  --stats                   print stats as JSON on stderr at exit\n"
@@ -117,7 +136,9 @@ typedef enum {
   OPT_MAX_PAIRS,
   OPT_BUFFER,
   OPT_KEEPALIVE,
-  OPT_WORKERS
+  OPT_WORKERS,
+  OPT_AUTH_TIMEOUT,
+  OPT_PERSIST
 } valued_opt_t;
 
 static const struct {
@@ -127,6 +148,7 @@ static const struct {
     {"--timeout", OPT_TIMEOUT},     {"--connect-timeout", OPT_CONNECT_TIMEOUT},
     {"--max-pairs", OPT_MAX_PAIRS}, {"--buffer", OPT_BUFFER},
     {"--keepalive", OPT_KEEPALIVE}, {"--workers", OPT_WORKERS},
+    {"--auth-timeout", OPT_AUTH_TIMEOUT}, {"--persist", OPT_PERSIST},
 };
 
 static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
@@ -153,6 +175,13 @@ static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
       return -1;
     cfg->workers = (int)n;
     return 0;
+  case OPT_AUTH_TIMEOUT:
+    return parse_seconds(v, &cfg->opts.auth_timeout_s);
+  case OPT_PERSIST:
+    if (parse_count(v, 1, 1000, 0, &n) != 0)
+      return -1;
+    cfg->opts.persist = (unsigned)n;
+    return 0;
   }
   return -1;
 }
@@ -161,7 +190,10 @@ static const char *valued_hint(valued_opt_t opt) {
   switch (opt) {
   case OPT_TIMEOUT:
   case OPT_CONNECT_TIMEOUT:
+  case OPT_AUTH_TIMEOUT:
     return "expected seconds > 0";
+  case OPT_PERSIST:
+    return "expected a whole number from 1 to 1000";
   case OPT_MAX_PAIRS:
     return "expected a whole number >= 1";
   case OPT_BUFFER:
@@ -183,6 +215,8 @@ static int parse_traffic(const char *v, sj_traffic_mode_t *mode) {
     return -1;
   return 0;
 }
+
+static int dials(sj_side_kind_t kind) { return kind == SJ_SIDE_CONNECT || kind == SJ_SIDE_UNIX; }
 
 /* Workers share a listening port and each pairs what it accepts with its
  * own outbound connection: that needs a TCP listening side facing a
@@ -274,5 +308,7 @@ cli_action_t cli_parse(int argc, char **argv, cli_config_t *cfg, char *err, size
   }
   if (cfg->side[0].kind == SJ_SIDE_STDIO && cfg->side[1].kind == SJ_SIDE_STDIO)
     return usage_error(err, errlen, "stdio can be only one side");
+  if (cfg->opts.persist > 0 && !(dials(cfg->side[0].kind) && dials(cfg->side[1].kind)))
+    return usage_error(err, errlen, "--persist needs two connect: or unix: sides");
   return check_workers(cfg, err, errlen);
 }

@@ -86,9 +86,13 @@ static void end_close(sj_end_t *e) {
   e->closing = 1;
   if (sj_list_linked(&e->link)) {
     sj_list_remove(&e->link);
-    if (e->dial != NULL) {
-      sj_dial_cancel(e->dial);
+    if (e->dial != NULL || e->prep != NULL) {
+      if (e->dial != NULL)
+        sj_dial_cancel(e->dial);
+      if (e->prep != NULL)
+        sj__prep_cancel(e->prep, NULL);
       e->dial = NULL;
+      e->prep = NULL;
       c->n_dialing--;
     } else {
       c->n_waiting[e->side]--;
@@ -184,23 +188,16 @@ static void log_connected(sj_connector_t *c, sj_side_t side, const sj_stream_t *
   sj__log(c, SJ_LOG_INFO, "%c connected %s", sj__side_letter(side), peer);
 }
 
-/* An accepted end's own partner has connected, or failed to. */
-static void on_partner_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
+/* An accepted end's partner is connected and prepared, or failed. */
+static void on_partner_prepared(sj_prep_t *p, int status, sj_stream_t *s, void *data) {
   sj_end_t *e = data;
   sj_connector_t *c = e->c;
-  (void)d;
+  (void)p;
   sj_side_t side = other(e->side);
-  e->dial = NULL;
+  e->prep = NULL;
   sj_list_remove(&e->link);
   c->n_dialing--;
   if (status != 0) {
-    log_dial_failure(c, side, status);
-    end_close(e);
-    return;
-  }
-  log_connected(c, side, s);
-  if (c->done) { /* the log callback ended the connector */
-    sj_stream_close(s, 1, NULL);
     end_close(e);
     return;
   }
@@ -211,6 +208,29 @@ static void on_partner_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *da
   }
   form_pair(c, e->side == SJ_A ? e : partner, e->side == SJ_A ? partner : e);
   update_accepting(c);
+}
+
+/* An accepted end's own partner has connected, or failed to. */
+static void on_partner_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
+  sj_end_t *e = data;
+  sj_connector_t *c = e->c;
+  (void)d;
+  sj_side_t side = other(e->side);
+  e->dial = NULL;
+  if (status != 0)
+    log_dial_failure(c, side, status);
+  else
+    log_connected(c, side, s);
+  if (status == 0 && c->done) { /* the log callback ended the connector */
+    sj_stream_close(s, 1, NULL);
+    status = SJ_ECLOSED;
+  }
+  if (status != 0 || !sj__prep_needed(c, side, 0)) {
+    on_partner_prepared(NULL, status, s, e);
+    return;
+  }
+  if (sj__prep_start(c, side, s, 0, on_partner_prepared, e, &e->prep) != 0)
+    on_partner_prepared(NULL, UV_ENOMEM, NULL, e);
 }
 
 static void dial_partner(sj_connector_t *c, sj_end_t *e) {
@@ -230,6 +250,40 @@ static void dial_partner(sj_connector_t *c, sj_end_t *e) {
   update_accepting(c);
 }
 
+/* A fixed side's socket is prepared, or failed to be. */
+static void on_fixed_prepared(sj_prep_t *p, int status, sj_stream_t *s, void *data) {
+  sj_end_t *e;
+  (void)p;
+  sj_fixed_t *f = data;
+  sj_connector_t *c = f->c;
+  sj_side_t side = f->side;
+  c->fixed_prep[side] = NULL;
+  c->n_dialing--;
+  if (status != 0) {
+    sj__log(c, SJ_LOG_ERROR, "%c could not be prepared: %s", sj__side_letter(side),
+            sj_strerror(status));
+    finish(c, status);
+    return;
+  }
+  e = end_new(c, side, s);
+  if (e == NULL) {
+    finish(c, UV_ENOMEM);
+    return;
+  }
+  enqueue(c, e);
+}
+
+/* A fixed side's socket (single mode): prepared if its side asks for it. */
+static void prepare_fixed(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
+  c->n_dialing++;
+  if (!sj__prep_needed(c, side, 0)) {
+    on_fixed_prepared(NULL, 0, s, &c->fixed[side]);
+    return;
+  }
+  if (sj__prep_start(c, side, s, 0, on_fixed_prepared, &c->fixed[side], &c->fixed_prep[side]) != 0)
+    on_fixed_prepared(NULL, UV_ENOMEM, NULL, &c->fixed[side]);
+}
+
 /* A fixed side (single mode) has connected, or failed to. */
 static void on_fixed_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
   sj_connector_t *c = data;
@@ -246,18 +300,124 @@ static void on_fixed_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data
     sj_stream_close(s, 1, NULL);
     return;
   }
-  sj_end_t *e = end_new(c, side, s);
-  if (e == NULL) {
-    finish(c, UV_ENOMEM);
+  prepare_fixed(c, side, s);
+}
+
+/* ---- standing connections (--persist) --------------------------------- */
+
+/* The side that stands: the one that proves itself (auth=, encrypt=, TLS
+ * or a verifier), B if both or neither do. */
+static int secured(const sj_connector_t *c, sj_side_t side) {
+  const sj_side_security_t *sec = &c->spec[side].sec;
+  return sec->auth != SJ_AUTH_NONE || sec->encrypt_file[0] != '\0' || sec->tls ||
+         c->verifier[side].start != NULL || c->verifier[side].on_data != NULL;
+}
+
+static sj_side_t standing_side(const sj_connector_t *c) {
+  return secured(c, SJ_A) && !secured(c, SJ_B) ? SJ_A : SJ_B;
+}
+
+typedef struct {
+  sj_link_t link; /* in standing_dials */
+  sj_connector_t *c;
+  sj_dial_t *dial;
+} sj_standing_dial_t;
+
+static int top_up_standing(sj_connector_t *c);
+
+static void on_retry(uv_timer_t *t) { top_up_standing(t->data); }
+
+/* A standing connection failed: try again after a back-off that doubles
+ * up to 30 s, so a relay that is down is not hammered. */
+static void standing_failed(sj_connector_t *c) {
+  c->n_standing--;
+  if (c->done || c->stopping)
+    return;
+  c->retry_ms = c->retry_ms == 0 ? 250 : (c->retry_ms >= 15000 ? 30000 : c->retry_ms * 2);
+  if (!uv_is_active((uv_handle_t *)&c->retry))
+    uv_timer_start(&c->retry, on_retry, c->retry_ms, 0);
+}
+
+/* A standing connection's peer has shown life: it is paired with its own
+ * dial of the other side, and replaced. */
+static void on_standing_prepared(sj_prep_t *p, int status, sj_stream_t *s, void *data) {
+  sj_connector_t *c = data;
+  sj_side_t side = standing_side(c);
+  (void)p;
+  if (status != 0) {
+    standing_failed(c);
     return;
   }
-  enqueue(c, e);
+  c->n_standing--;
+  c->retry_ms = 0;
+  sj_end_t *e = end_new(c, side, s);
+  if (e != NULL)
+    dial_partner(c, e);
+  top_up_standing(c);
+}
+
+static void on_standing_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
+  sj_standing_dial_t *sd = data;
+  sj_connector_t *c = sd->c;
+  (void)d;
+  sj_list_remove(&sd->link);
+  free(sd);
+  sj_side_t side = standing_side(c);
+  if (status != 0) {
+    log_dial_failure(c, side, status);
+    standing_failed(c);
+    return;
+  }
+  log_connected(c, side, s);
+  if (c->done) {
+    sj_stream_close(s, 1, NULL);
+    c->n_standing--;
+    return;
+  }
+  if (sj__prep_start(c, side, s, 1, on_standing_prepared, c, NULL) != 0)
+    standing_failed(c);
+}
+
+static int top_up_standing(sj_connector_t *c) {
+  sj_side_t side = standing_side(c);
+  while (c->n_standing < c->opts.persist && !c->done && !c->stopping &&
+         !uv_is_active((uv_handle_t *)&c->retry)) {
+    sj_standing_dial_t *sd = calloc(1, sizeof *sd);
+    if (sd == NULL)
+      return UV_ENOMEM;
+    sd->c = c;
+    int rc = sj_dial_start(c->loop, &c->pool, &c->spec[side], &c->opts.keepalive,
+                           c->opts.connect_timeout_s, on_standing_dialed, sd, &sd->dial);
+    if (rc != 0) {
+      free(sd);
+      log_dial_failure(c, side, rc);
+      c->n_standing++;
+      standing_failed(c);
+      return 0;
+    }
+    sj_list_push(&c->standing_dials, &sd->link);
+    c->n_standing++;
+  }
+  return 0;
+}
+
+static void stop_standing(sj_connector_t *c) {
+  uv_timer_stop(&c->retry);
+  while (!sj_list_empty(&c->standing_dials)) {
+    sj_standing_dial_t *sd = sj_container_of(c->standing_dials.next, sj_standing_dial_t, link);
+    sj_list_remove(&sd->link);
+    sj_dial_cancel(sd->dial);
+    free(sd);
+  }
+  while (!sj_list_empty(&c->standing))
+    sj__prep_cancel(sj_container_of(c->standing.next, sj_prep_t, link), NULL);
+  c->n_standing = 0;
 }
 
 /* ---- accepting ----------------------------------------------------------- */
 
-/* A connection accepted on a side, or handed in by the caller. */
-static void admit(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
+/* A socket of a side, ready to be paired. */
+static void admit_prepared(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
   sj_end_t *e = end_new(c, side, s);
   if (e == NULL)
     return;
@@ -265,6 +425,22 @@ static void admit(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
     dial_partner(c, e);
   else
     enqueue(c, e);
+}
+
+static void on_admit_prepared(sj_prep_t *p, int status, sj_stream_t *s, void *data) {
+  sj_connector_t *c = data;
+  if (status == 0)
+    admit_prepared(c, p->side, s);
+  update_accepting(c);
+  check_idle(c);
+}
+
+/* A connection accepted on a side, or handed in by the caller. */
+static void admit(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
+  if (!sj__prep_needed(c, side, 0))
+    admit_prepared(c, side, s);
+  else
+    sj__prep_start(c, side, s, 0, on_admit_prepared, c, NULL);
 }
 
 static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) {
@@ -332,6 +508,16 @@ static void close_unpaired(sj_connector_t *c) {
   }
   while (!sj_list_empty(&c->dialing))
     end_close(sj_container_of(c->dialing.next, sj_end_t, link));
+  for (int side = 0; side < 2; side++) {
+    if (c->fixed_prep[side] != NULL) {
+      sj__prep_cancel(c->fixed_prep[side], NULL);
+      c->fixed_prep[side] = NULL;
+      c->n_dialing--;
+    }
+  }
+  stop_standing(c);
+  while (!sj_list_empty(&c->preparing))
+    sj__prep_cancel(sj_container_of(c->preparing.next, sj_prep_t, link), NULL);
 }
 
 static void finish(sj_connector_t *c, int status) {
@@ -350,8 +536,10 @@ static void finish(sj_connector_t *c, int status) {
  * nothing is paired or about to be. A one-pair connector ends with its pair,
  * and a stopping one once its pairs have drained. */
 static int idle(const sj_connector_t *c) {
+  if (c->opts.persist > 0 && !c->stopping)
+    return 0;
   return !c->done && c->n_pairs == 0 &&
-         (c->stopping || (c->grace_passed && c->n_dialing == 0) ||
+         (c->stopping || (c->grace_passed && c->n_dialing == 0 && c->n_preparing == 0) ||
           (c->single && c->pairs_formed > 0));
 }
 
@@ -421,6 +609,8 @@ static void on_drain_deadline(uv_timer_t *t) {
 }
 
 static void free_connector(sj_connector_t *c) {
+  for (int side = 0; side < 2; side++)
+    sj__security_close(c, (sj_side_t)side);
   sj_pool_drain(&c->pool);
   sj_splicer_close(&c->splicer);
   for (int side = 0; side < 2; side++) {
@@ -444,6 +634,8 @@ static void unref(sj_connector_t *c) {
   if (!c->own_loop)
     free_connector(c);
 }
+
+void sj__connector_unref(sj_connector_t *c) { unref(c); }
 
 static void on_timer_closed(uv_handle_t *h) { unref(h->data); }
 
@@ -477,6 +669,8 @@ void sj_connector_close(sj_connector_t *c, sj_close_cb cb) {
   }
   uv_close((uv_handle_t *)&c->grace, on_timer_closed);
   uv_close((uv_handle_t *)&c->drain, on_timer_closed);
+  uv_close((uv_handle_t *)&c->prep_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&c->retry, on_timer_closed);
 }
 
 /* ---- creation ------------------------------------------------------------ */
@@ -490,6 +684,8 @@ static int open_side(sj_connector_t *c, sj_side_t side) {
       c->refs++;
     return rc;
   }
+  if (c->opts.persist > 0)
+    return side == standing_side(c) ? top_up_standing(c) : 0;
   if (!c->single)
     return 0; /* dialed once per accepted partner */
   if (s->kind == SJ_SIDE_STDIO) {
@@ -497,10 +693,7 @@ static int open_side(sj_connector_t *c, sj_side_t side) {
     int rc = sj_stdio_open(c->loop, &c->pool, &stream);
     if (rc != 0)
       return rc;
-    sj_end_t *e = end_new(c, side, stream);
-    if (e == NULL)
-      return UV_ENOMEM;
-    enqueue(c, e);
+    prepare_fixed(c, side, stream);
     return 0;
   }
   int rc = sj_dial_start(c->loop, &c->pool, s, &c->opts.keepalive, c->opts.connect_timeout_s,
@@ -526,7 +719,18 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
     c->opts.buffer_size = SJ_DEFAULT_BUFFER;
   c->spec[SJ_A] = *a;
   c->spec[SJ_B] = *b;
+  if (c->opts.auth_timeout_s <= 0)
+    c->opts.auth_timeout_s = SJ_DEFAULT_AUTH_TIMEOUT;
   c->single = a->kind == SJ_SIDE_STDIO || b->kind == SJ_SIDE_STDIO || (!is_listen(a) && !is_listen(b));
+  if (c->opts.persist > 0 && (is_listen(a) || is_listen(b) || a->kind == SJ_SIDE_STDIO ||
+                              b->kind == SJ_SIDE_STDIO)) {
+    free(c);
+    return SJ_EMODE; /* standing connections are for two connecting sides */
+  }
+  if (c->opts.persist > 0)
+    c->single = 0;
+  for (int side = 0; side < 2; side++)
+    c->verifier[side] = c->opts.verifier[side];
   if (loop == NULL) {
     loop = malloc(sizeof *loop);
     if (loop == NULL || uv_loop_init(loop) != 0) {
@@ -545,13 +749,22 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
   sj_list_init(&c->waiting[SJ_B]);
   sj_list_init(&c->dialing);
   sj_list_init(&c->pairs);
+  sj_list_init(&c->preparing);
+  sj_list_init(&c->standing);
+  sj_list_init(&c->standing_dials);
   uv_timer_init(loop, &c->grace);
   uv_timer_init(loop, &c->drain);
-  c->grace.data = c->drain.data = c;
-  c->refs = 2; /* the timers */
+  uv_timer_init(loop, &c->prep_timer);
+  uv_timer_init(loop, &c->retry);
+  c->grace.data = c->drain.data = c->prep_timer.data = c->retry.data = c;
+  c->refs = 4; /* the timers */
+  for (int side = 0; side < 2; side++)
+    c->fixed[side] = (sj_fixed_t){c, (sj_side_t)side};
   *out = c;
   for (int side = 0; side < 2; side++) {
-    int rc = open_side(c, (sj_side_t)side);
+    int rc = sj__security_open(c, (sj_side_t)side);
+    if (rc == 0)
+      rc = open_side(c, (sj_side_t)side);
     if (rc != 0) {
       if (failed_side != NULL)
         *failed_side = (sj_side_t)side;

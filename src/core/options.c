@@ -8,4 +8,5 @@ void sj_options_init(sj_options_t *o) {
   o->connect_timeout_s = 10;
   o->buffer_size = SJ_DEFAULT_BUFFER;
   o->keepalive = SJ_KEEPALIVE_DEFAULTS;
+  o->auth_timeout_s = SJ_DEFAULT_AUTH_TIMEOUT;
 }

@@ -54,13 +54,23 @@ sj_pair_t *sj__pair_new(sj_connector_t *c, sj_end_t *a, sj_end_t *b) {
     sj__log(c, SJ_LOG_INFO, "pair %llu formed: A %s <-> B %s", (unsigned long long)pair->id, ta,
             tb);
   }
-  if (c->opts.on_pair != NULL) {
-    sj_pair_info_t info;
-    sj__pair_info(pair, &info);
+  sj_pair_info_t info;
+  sj__pair_info(pair, &info);
+  if (c->opts.on_pair != NULL)
     c->opts.on_pair(c, &info, c->opts.data);
+  sj_transformer_t xf[2] = {{0}, {0}}; /* A to B, B to A */
+  int rc = c->opts.before_joining == NULL || pair->closing
+               ? 0
+               : c->opts.before_joining(c, &info, &xf[SJ_A], &xf[SJ_B], c->opts.data);
+  if (pair->closing || rc < 0) { /* a callback closed the connector, or refused the pair */
+    for (int i = 0; i < 2; i++)
+      if (xf[i].release != NULL)
+        xf[i].release(xf[i].state);
+    sj__pair_close(pair, rc < 0 ? rc : pair->status, 0);
+    return pair;
   }
-  sj_pump_connect(&a->pump, b->stream);
-  sj_pump_connect(&b->pump, a->stream);
+  sj_pump_connect(&a->pump, b->stream, &xf[SJ_A]);
+  sj_pump_connect(&b->pump, a->stream, &xf[SJ_B]);
   return pair;
 }
 

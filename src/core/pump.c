@@ -1,5 +1,7 @@
 #include "pump.h"
 
+#include <string.h>
+
 /* How much one readiness event may splice before the loop moves on to other
  * sockets (fairness); input left over is reported again on the next turn. */
 #define SJ_SPLICE_BUDGET (4 * 1024 * 1024)
@@ -20,7 +22,8 @@ static void fail(sj_pump_t *p, int err) {
  * wants to see the bytes. */
 static int can_splice(const sj_pump_t *p) {
   return p->splicer != NULL && !p->no_splice && p->dst != NULL && p->head == NULL &&
-         !p->writing && p->ev->on_chunk == NULL && sj_stream_fileno(p->src) >= 0 &&
+         !p->writing && p->ev->on_chunk == NULL && p->xf.fn == NULL &&
+         sj_stream_fileno(p->src) >= 0 &&
          sj_stream_fileno(p->dst) >= 0;
 }
 
@@ -208,6 +211,77 @@ static void splice_step(sj_pump_t *p) {
   flush(p);
 }
 
+/* ---- transformers ---------------------------------------------------- */
+
+struct sj_emit_s {
+  sj_pump_t *pump;
+};
+
+/* The tail chunk can take more bytes unless a write has the chunk in
+ * flight: that write's completion counts the chunk's bytes as sent. */
+static size_t tail_room(const sj_pump_t *p) {
+  if (p->tail == NULL || (p->writing && p->tail == p->head))
+    return 0;
+  return p->pool->size - p->tail->len;
+}
+
+int sj_emit(sj_emit_t *out, const void *buf, size_t len) {
+  sj_pump_t *p = out->pump;
+  const char *bytes = buf;
+  while (len > 0) {
+    size_t room = tail_room(p);
+    if (room == 0) {
+      sj_chunk_t *c = sj_pool_get(p->pool);
+      if (c == NULL)
+        return UV_ENOMEM;
+      c->next = NULL;
+      enqueue(p, c);
+      room = p->pool->size;
+    }
+    size_t n = len < room ? len : room;
+    memcpy(p->tail->data + p->tail->len, bytes, n);
+    p->tail->len += n;
+    p->queued += n;
+    bytes += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* Runs bytes (or, with buf NULL, the end of input) through the transformer
+ * into the queue. */
+static int transform(sj_pump_t *p, const char *buf, size_t len) {
+  sj_emit_t out = {p};
+  int rc = p->xf.fn(&out, buf, len, p->xf.state);
+  return rc < 0 ? rc : 0;
+}
+
+/* Takes a chunk read from src: queued as it is, or transformed. */
+static int take_chunk(sj_pump_t *p, sj_chunk_t *c) {
+  if (p->xf.fn == NULL) {
+    enqueue(p, c);
+    return 0;
+  }
+  int rc = transform(p, c->data + c->off, sj_chunk_remaining(c));
+  sj_pool_put(p->pool, c);
+  return rc;
+}
+
+/* Source input has ended: the transformer emits what it holds, then the end
+ * is passed on once the queue drains. */
+static void end_input(sj_pump_t *p) {
+  p->src_eof = 1;
+  if (p->xf.fn != NULL && p->dst != NULL && !p->xf_flushed && !p->failed && !p->closed) {
+    p->xf_flushed = 1;
+    int rc = transform(p, NULL, 0);
+    if (rc != 0) {
+      fail(p, rc);
+      return;
+    }
+  }
+  flush(p);
+}
+
 static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
   sj_pump_t *p = s->data;
   if (p->closed || p->failed) {
@@ -222,8 +296,7 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
   }
   if (status == UV_EOF) {
     p->reading = p->polling = 0;
-    p->src_eof = 1;
-    maybe_end(p);
+    end_input(p);
     return;
   }
   if (status < 0) {
@@ -232,7 +305,11 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
     return;
   }
   p->bytes_read += sj_chunk_remaining(c);
-  enqueue(p, c);
+  int rc = take_chunk(p, c);
+  if (rc != 0) {
+    fail(p, rc);
+    return;
+  }
   flush(p);
 }
 
@@ -249,15 +326,43 @@ int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, sj_splicer_t *spli
   return rc;
 }
 
-void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst) {
+/* What was read before the pair formed goes through the transformer too. */
+static int transform_queue(sj_pump_t *p) {
+  sj_chunk_t *c = p->head;
+  p->head = p->tail = NULL;
+  p->queued = 0;
+  int rc = 0;
+  while (c != NULL) {
+    sj_chunk_t *next = c->next;
+    c->next = NULL;
+    if (rc == 0)
+      rc = take_chunk(p, c);
+    else
+      sj_pool_put(p->pool, c);
+    c = next;
+  }
+  return rc;
+}
+
+void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst, const sj_transformer_t *xf) {
   p->dst = dst;
-  flush(p);
+  if (xf != NULL && xf->fn != NULL) {
+    p->xf = *xf;
+    int rc = transform_queue(p);
+    if (rc != 0) {
+      fail(p, rc);
+      return;
+    }
+  }
+  if (p->src_eof)
+    end_input(p);
+  else
+    flush(p);
 }
 
 void sj_pump_finish_input(sj_pump_t *p) {
   set_reading(p, 0);
-  p->src_eof = 1;
-  maybe_end(p);
+  end_input(p);
 }
 
 void sj_pump_close(sj_pump_t *p) {
@@ -282,4 +387,7 @@ void sj_pump_close(sj_pump_t *p) {
     keep->next = NULL;
   p->head = p->tail = keep;
   p->queued = 0;
+  if (p->xf.release != NULL)
+    p->xf.release(p->xf.state);
+  p->xf = (sj_transformer_t){0};
 }

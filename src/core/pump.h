@@ -13,6 +13,11 @@
  * what the destination cannot take at once lands in the queue and goes the
  * copy path's way, and splicing resumes once the queue has drained. Both
  * paths keep the same guarantees: order, the mark, half-close, counts.
+ *
+ * Given a transformer, every chunk read passes through it and what it
+ * emits is queued instead (the copy path only); at end of input it is
+ * asked to emit what it still holds. bytes_read counts the source's bytes
+ * and bytes_written the destination's, so both stay exact.
  */
 #ifndef SJ_PUMP_H
 #define SJ_PUMP_H
@@ -43,12 +48,14 @@ struct sj_pump {
   size_t queued;           /* bytes in head..tail    */
   size_t hwm;
   sj_splicer_t *splicer; /* NULL: copy path only */
+  sj_transformer_t xf;   /* fn NULL: bytes pass unchanged */
   uint64_t bytes_read;
   uint64_t bytes_written;
   unsigned reading : 1; /* a read is requested from src          */
   unsigned polling : 1; /* ... as readiness, for the splice path */
   unsigned no_splice : 1; /* no pipe could be had                */
   unsigned src_eof : 1; /* src ended (or the pump was told to stop) */
+  unsigned xf_flushed : 1; /* the transformer has seen the end      */
   unsigned writing : 1; /* a write to dst is in flight           */
   unsigned shutting : 1;
   unsigned ended : 1;
@@ -60,12 +67,13 @@ struct sj_pump {
  * splicer may be NULL (copy path only). */
 int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, sj_splicer_t *splicer,
                   const sj_pump_events_t *ev, void *owner);
-/* Gives the pump its destination and writes what is already queued. */
-void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst);
+/* Gives the pump its destination and its transformer (NULL or one whose fn
+ * is NULL: none), and writes what is already queued, transformed. */
+void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst, const sj_transformer_t *xf);
 /* Stops reading and treats src as ended: what was read is still delivered. */
 void sj_pump_finish_input(sj_pump_t *p);
-/* Detaches the pump before its streams close: no events from now on, and
- * the queued chunks go back to the pool. */
+/* Detaches the pump before its streams close: no events from now on, the
+ * queued chunks go back to the pool, and the transformer is released. */
 void sj_pump_close(sj_pump_t *p);
 
 #endif

@@ -297,14 +297,50 @@ static void test_options_refused(void **state) {
   check_bad("listen:80,foo", "unknown option 'foo'");
   check_bad("listen:80,foo=bar", "unknown option 'foo'");
   check_bad("listen:80,foo,bar", "unknown option 'foo'");
-  check_bad("connect:h:80,tls", "unknown option 'tls'");
-  check_bad("connect:[::1]:80,auth=x", "unknown option 'auth'");
-  check_bad("unix:/x,tls", "unknown option 'tls'");
   check_bad("unix-listen:/x,mode=600", "unknown option 'mode'");
+  check_bad("listen:80,averyveryverylongoption=1", "unknown option 'averyveryverylongoption'");
   check_bad("listen:80,", "empty option");
   check_bad("listen:80,=1", "empty option");
+  check_bad("connect:[::1]:80,auth=x", "bad auth 'x' (expected token:FILE or hmac:FILE)");
+  check_bad("connect:h:80,auth=token:", "option 'auth' needs a value");
+  check_bad("connect:h:80,auth", "option 'auth' needs a value");
+  check_bad("connect:h:80,auth=", "option 'auth' needs a value");
+  check_bad("connect:h:80,encrypt=aes:k", "bad encrypt 'aes:k' (expected psk:FILE)");
+  check_bad("connect:h:80,tls=1", "option 'tls' takes no value");
+  check_bad("connect:h:80,verify=2", "bad verify '2' (expected 0 or 1)");
+  check_bad("connect:h:80,cert=c", "cert= given without 'tls'");
+  check_bad("connect:h:80,sni=x", "sni= given without 'tls'");
+  check_bad("connect:h:80,tls,cert=c", "cert= and key= go together");
+  check_bad("listen:80,tls", "a listening tls side needs cert= and key=");
+  check_bad("listen:80,tls,cert=c,key=k,sni=x", "sni= is for connecting sides");
+  check_bad("listen:80,tls,cert=c,key=k,verify=0", "verify= is for connecting sides");
   /* The address is checked before the options. */
   check_bad("listen:abc,foo", "bad port 'abc'");
+}
+
+static void test_options(void **state) {
+  (void)state;
+  sj_side_spec_t s = parse_ok("listen:9000,auth=hmac:/k,tls,cert=c.pem,key=k.pem,ca=ca.pem");
+  assert_int_equal(s.port, 9000);
+  assert_int_equal(s.sec.auth, SJ_AUTH_HMAC);
+  assert_string_equal(s.sec.auth_file, "/k");
+  assert_int_equal(s.sec.tls, 1);
+  assert_string_equal(s.sec.cert, "c.pem");
+  assert_string_equal(s.sec.key, "k.pem");
+  assert_string_equal(s.sec.ca, "ca.pem");
+  s = parse_ok("connect:relay:9002,auth=token:t:x,encrypt=psk:e,tls,sni=a.b,verify=0");
+  assert_int_equal(s.sec.auth, SJ_AUTH_TOKEN);
+  assert_string_equal(s.sec.auth_file, "t:x"); /* the first ':' ends the scheme */
+  assert_string_equal(s.sec.encrypt_file, "e");
+  assert_string_equal(s.sec.sni, "a.b");
+  assert_int_equal(s.sec.no_verify, 1);
+  s = parse_ok("stdio,encrypt=psk:e");
+  assert_int_equal(s.kind, SJ_SIDE_STDIO);
+  assert_string_equal(s.sec.encrypt_file, "e");
+  s = parse_ok("connect:h:1,tls,verify=1");
+  assert_int_equal(s.sec.no_verify, 0);
+  s = parse_ok("unix:/x,tls");
+  assert_int_equal(s.sec.tls, 1);
 }
 
 /* ---- the err buffer ------------------------------------------------------ */
@@ -434,6 +470,11 @@ static void test_round_trip(void **state) {
   check_round_trip("unix-listen:/run/x.sock", "unix-listen:/run/x.sock");
   check_round_trip("unix:/tmp/a:b", "unix:/tmp/a:b");
   check_round_trip("stdio", "stdio");
+  check_round_trip("listen:9000,auth=hmac:k,tls,key=k.pem,cert=c.pem",
+                   "listen:9000,tls,cert=c.pem,key=k.pem,auth=hmac:k");
+  check_round_trip("connect:h:1,encrypt=psk:e,tls,verify=0,sni=x,ca=a",
+                   "connect:h:1,tls,ca=a,sni=x,verify=0,encrypt=psk:e");
+  check_round_trip("stdio,auth=token:t", "stdio,auth=token:t");
 
   char text[512];
   repeat(text, sizeof text, "unix:/", 'p', 106, "");
@@ -463,6 +504,7 @@ int main(void) {
       cmocka_unit_test(test_missing_path),
       cmocka_unit_test(test_stdio_errors),
       cmocka_unit_test(test_options_refused),
+      cmocka_unit_test(test_options),
       cmocka_unit_test(test_err_buffer),
       cmocka_unit_test(test_parse_clears_output),
       cmocka_unit_test(test_format),
