@@ -8,6 +8,7 @@
  *   stdio, or no listening side: exactly one pair, from ends made once.
  */
 #include "connector_int.h"
+#include "connector_ext.h"
 #include "netaddr.h"
 #include "sockopt.h"
 
@@ -16,8 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Sides whose streams arrive (accepted, or fed in by a tunnel). */
 static int is_listen(const sj_side_spec_t *s) {
-  return s->kind == SJ_SIDE_LISTEN || s->kind == SJ_SIDE_UNIX_LISTEN;
+  return s->kind == SJ_SIDE_LISTEN || s->kind == SJ_SIDE_UNIX_LISTEN || s->kind == SJ__SIDE_FED;
+}
+
+static int is_custom(const sj_side_spec_t *s) {
+  return s->kind == SJ__SIDE_FED || s->kind == SJ__SIDE_OPEN;
 }
 
 static sj_side_t other(sj_side_t side) { return side == SJ_A ? SJ_B : SJ_A; }
@@ -172,11 +178,14 @@ static void enqueue(sj_connector_t *c, sj_end_t *e) {
 static void log_dial_failure(sj_connector_t *c, sj_side_t side, int status) {
   char spec[SJ_HOST_MAX + SJ_PATH_MAX + 16];
   const sj_side_spec_t *s = &c->spec[side];
-  if (s->kind == SJ_SIDE_UNIX)
+  if (s->kind == SJ__SIDE_OPEN)
+    snprintf(spec, sizeof spec, "a new channel");
+  else if (s->kind == SJ_SIDE_UNIX)
     snprintf(spec, sizeof spec, "%s", s->path);
   else
     snprintf(spec, sizeof spec, strchr(s->host, ':') ? "[%s]:%d" : "%s:%d", s->host, s->port);
-  sj__log(c, SJ_LOG_ERROR, "%c connect to %s failed: %s", sj__side_letter(side), spec,
+  sj__log(c, SJ_LOG_ERROR, "%c %s %s failed: %s", sj__side_letter(side),
+          s->kind == SJ__SIDE_OPEN ? "opening" : "connect to", spec,
           sj_strerror(status));
 }
 
@@ -237,6 +246,12 @@ static void dial_partner(sj_connector_t *c, sj_end_t *e) {
   sj_side_t side = other(e->side);
   sj_list_push(&c->dialing, &e->link);
   c->n_dialing++;
+  if (c->spec[side].kind == SJ__SIDE_OPEN) {
+    sj_stream_t *s = NULL;
+    int rc = c->open[side].fn != NULL ? c->open[side].fn(c->open[side].data, &s) : UV_ENOTCONN;
+    on_partner_dialed(NULL, rc, s, e);
+    return;
+  }
   int rc = sj_dial_start(c->loop, &c->pool, &c->spec[side], &c->opts.keepalive,
                          c->opts.connect_timeout_s, on_partner_dialed, e, &e->dial);
   if (rc != 0) {
@@ -677,6 +692,8 @@ void sj_connector_close(sj_connector_t *c, sj_close_cb cb) {
 
 static int open_side(sj_connector_t *c, sj_side_t side) {
   const sj_side_spec_t *s = &c->spec[side];
+  if (is_custom(s))
+    return 0; /* fed by the caller, or opened per stream of the other side */
   if (is_listen(s)) {
     int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, c->opts.reuse_port,
                               on_accept, c, &c->listener[side]);
@@ -726,6 +743,10 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
                               b->kind == SJ_SIDE_STDIO)) {
     free(c);
     return SJ_EMODE; /* standing connections are for two connecting sides */
+  }
+  if ((is_custom(a) || is_custom(b)) && (c->single || c->opts.persist > 0)) {
+    free(c);
+    return SJ_EMODE; /* a tunnel's sides pair per stream, never just once */
   }
   if (c->opts.persist > 0)
     c->single = 0;
@@ -829,7 +850,7 @@ int sj_connector_run(sj_connector_t *c) {
 }
 
 int sj_connector_address(const sj_connector_t *c, sj_side_t side, char *buf, size_t len) {
-  if (!is_listen(&c->spec[side]))
+  if (!is_listen(&c->spec[side]) || is_custom(&c->spec[side]))
     return UV_EINVAL;
   if (c->listener[side] == NULL)
     return SJ_ECLOSED;
@@ -856,6 +877,20 @@ int sj_connector_add_fd(sj_connector_t *c, sj_side_t side, int fd) {
   }
   admit(c, side, s);
   return 0;
+}
+
+int sj__connector_add_stream(sj_connector_t *c, sj_side_t side, sj_stream_t *s) {
+  if (c->done) {
+    sj_stream_close(s, 1, NULL);
+    return SJ_ECLOSED;
+  }
+  admit(c, side, s);
+  return 0;
+}
+
+void sj__connector_set_open(sj_connector_t *c, sj_side_t side, sj_open_fn fn, void *data) {
+  c->open[side].fn = fn;
+  c->open[side].data = data;
 }
 
 /* Public records of a side's paired sockets, made when asked for. */

@@ -100,6 +100,10 @@ struct sj_connector_s {
   unsigned n_preparing; /* both lists */
   uv_timer_t prep_timer;
   sj_verifier_t verifier[2];
+  struct {
+    int (*fn)(void *data, sj_stream_t **out);
+    void *data;
+  } open[2]; /* SJ__SIDE_OPEN sides (connector_ext.h) */
   sj_side_sec_t sec[2];
   unsigned n_standing; /* --persist: dialing, preparing or waiting    */
   unsigned retry_ms;   /* --persist: the next back-off after a failure */
