@@ -79,7 +79,9 @@ static void describe_side(const sj_side_spec_t *s, char *buf, size_t len) {
 static void report_start_failure(const sj_side_spec_t *s, int rc) {
   char what[SJ_HOST_MAX + SJ_PATH_MAX];
   describe_side(s, what, sizeof what);
-  if (s->kind == SJ_SIDE_STDIO)
+  if (rc == SJ_ECONFIG) /* the log line before this one named the file */
+    fprintf(stderr, "sockjoin: cannot set up side %s: %s\n", what, sj_strerror(rc));
+  else if (s->kind == SJ_SIDE_STDIO)
     fprintf(stderr, "sockjoin: cannot use stdio: %s\n", sj_strerror(rc));
   else if (s->kind == SJ_SIDE_LISTEN || s->kind == SJ_SIDE_UNIX_LISTEN)
     fprintf(stderr, "sockjoin: cannot listen on %s: %s\n", what, sj_strerror(rc));
