@@ -397,8 +397,10 @@ static void process(sj_filter_t *f) {
       step_down(f);
     if (!f->closing && !report(f))
       deliver_failure(f);
-    if (!f->closing)
+    if (!f->closing) {
+      flush_lower(f); /* what decoding queued: handshake replies, alerts */
       update_lower_reading(f);
+    }
   } while (f->again && !f->closing);
   f->busy = 0;
 }

@@ -247,12 +247,17 @@ static int after_call(tls_t *t, int ret) {
   return ret > 0 ? ret : failed_call(t, ret);
 }
 
+/* after_call's SJ_FILTER_EOF is positive too: only OpenSSL's own return
+ * says whether the call succeeded. */
 static int handshake(tls_t *t) {
   ERR_clear_error();
-  int rc = after_call(t, SSL_do_handshake(t->ssl));
-  if (rc > 0)
+  int ret = SSL_do_handshake(t->ssl);
+  int rc = after_call(t, ret);
+  if (ret == 1 && rc > 0)
     sj_filter_handshake_done(&t->f);
-  return rc;
+  if (ret == 1 || rc <= 0)
+    return rc;
+  return sj_filter_error(&t->f, UV_EPROTO, "peer closed the connection during the handshake");
 }
 
 static int tls_begin(sj_filter_t *f) {
@@ -288,12 +293,12 @@ static int tls_decode(sj_filter_t *f, const char *in, size_t inlen, size_t *used
   if (!f->handshake_done && (rc = handshake(t)) <= 0)
     return rc;
   ERR_clear_error();
-  rc = after_call(t, SSL_read(t->ssl, out, cap > INT32_MAX ? INT32_MAX : (int)cap));
-  if (rc > 0) {
-    *produced = (size_t)rc;
-    return 0;
-  }
-  return rc;
+  int n = SSL_read(t->ssl, out, cap > INT32_MAX ? INT32_MAX : (int)cap);
+  rc = after_call(t, n);
+  if (rc < 0 || n <= 0)
+    return rc; /* 0: more input, please; SJ_FILTER_EOF: close_notify */
+  *produced = (size_t)n;
+  return 0;
 }
 
 static int tls_encode(sj_filter_t *f, const char *buf, size_t len) {
