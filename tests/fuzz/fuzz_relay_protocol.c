@@ -1,7 +1,8 @@
 /* libFuzzer target: the relay protocol codec. The first byte picks how the
  * rest is cut into pieces; parsing in pieces must give exactly the events of
  * parsing it whole (payload spans may be cut differently, so payload bytes
- * are compared as one stream), consume exactly the input, and never crash. */
+ * are compared as one stream), consume exactly the input, and never crash.
+ * Every message header, as the relay would deliver it, must parse back. */
 #include "protocol.h"
 
 #include <stdint.h>
@@ -21,6 +22,22 @@ static void note(outcome_t *o, const void *bytes, size_t n) {
     n = sizeof o->log - o->log_len;
   memcpy(o->log + o->log_len, bytes, n);
   o->log_len += n;
+}
+
+/* The header the relay delivers for a message parses back to the same
+ * name and length (after a registration, as a message frame would). */
+static void check_header(const sj_relay_event_t *ev) {
+  char h[SJ_RELAY_NAME_MAX + 24];
+  size_t n = sj_relay_header(h, sizeof h, ev->name, ev->name_len, ev->length);
+  sj_relay_parser_t p;
+  sj_relay_event_t e;
+  sj_relay_parser_init(&p, 1000);
+  if (n == 0 || sj_relay_parse(&p, "x|", 2, &e) != 2 || e.type != SJ_RELAY_REGISTER)
+    abort();
+  if (sj_relay_parse(&p, h, n, &e) != (int64_t)n || e.type != SJ_RELAY_MESSAGE ||
+      e.name_len != ev->name_len || memcmp(e.name, ev->name, ev->name_len) != 0 ||
+      e.length != ev->length)
+    abort();
 }
 
 static void parse(const uint8_t *data, size_t size, size_t piece, outcome_t *o) {
@@ -47,6 +64,8 @@ static void parse(const uint8_t *data, size_t size, size_t piece, outcome_t *o) 
         note(o, &ev.type, sizeof ev.type);
         note(o, ev.name, ev.name_len);
         note(o, &ev.length, sizeof ev.length);
+        if (ev.type == SJ_RELAY_MESSAGE)
+          check_header(&ev);
       } else if (ev.type == SJ_RELAY_DATA) {
         for (size_t i = 0; i < ev.data_len; i++)
           o->payload_hash = (o->payload_hash ^ (uint8_t)ev.data[i]) * 1099511628211ULL;

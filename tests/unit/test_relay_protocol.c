@@ -171,6 +171,19 @@ static void test_header_and_errors(void **state) {
   assert_int_equal(sj_relay_header(buf, sizeof buf, "device_a", 8, 5), 11);
   assert_string_equal(buf, "device_a|5|");
   assert_int_equal(sj_relay_header(buf, 5, "device_a", 8, 5), 0); /* too small */
+  assert_int_equal(sj_relay_header(buf, 11, "device_a", 8, 5), 0); /* no room for the NUL */
+  assert_int_equal(sj_relay_header(buf, 12, "device_a", 8, 5), 11);
+  assert_int_equal(sj_relay_header(buf, sizeof buf, "a", 1, 0), 4);
+  assert_string_equal(buf, "a|0|");
+  assert_int_equal(sj_relay_header(buf, sizeof buf, "b", 1, 1234567890), 13);
+  assert_string_equal(buf, "b|1234567890|");
+  assert_int_equal(sj_relay_header(buf, sizeof buf, "c", 1, UINT64_MAX), 23);
+  assert_string_equal(buf, "c|18446744073709551615|");
+  char big[300];
+  char name[SJ_RELAY_NAME_MAX + 1];
+  memset(name, 'n', sizeof name);
+  assert_int_equal(sj_relay_header(big, sizeof big, name, SJ_RELAY_NAME_MAX, 7), 258);
+  assert_int_equal(sj_relay_header(big, sizeof big, name, SJ_RELAY_NAME_MAX + 1, 7), 0);
   assert_string_equal(sj_relay_strerror(SJ_RELAY_ELEN_BIG), "length over the message limit");
   assert_string_equal(sj_relay_strerror(-99), "unknown relay protocol error");
 }
