@@ -80,6 +80,11 @@ static void on_verified(sj_verify_t *v, int status, const char *why, sj_stream_t
     finish(p, status, why);
     return;
   }
+  /* Accepted: the verification has freed itself without closing anything,
+   * so its reference on the connector goes now (a failed one drops it when
+   * its stream has closed). It cannot be the last: a closing connector has
+   * cancelled its preparations, so none is accepted after that. */
+  sj__connector_unref(p->c);
   p->stream = s;
   if (rest != NULL || eof) {
     sj_stream_t *wrapped;
