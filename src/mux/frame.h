@@ -31,6 +31,12 @@
 
 #define SJ_MUX_HEADER_LEN 10
 #define SJ_MUX_PAYLOAD_MAX (64 * 1024)
+/* Each direction of every channel starts with this much credit: a sender
+ * may have this many DATA bytes unacknowledged by WINDOW frames. */
+#define SJ_MUX_INITIAL_WINDOW (256 * 1024)
+/* Credit beyond this is a protocol error (it could only come from a peer
+ * granting more than it could ever have been sent). */
+#define SJ_MUX_WINDOW_MAX 0x7fffffffu
 /* The largest control frame (PING and PONG). */
 #define SJ_MUX_CONTROL_MAX (SJ_MUX_HEADER_LEN + 8)
 

@@ -136,7 +136,8 @@ typedef struct {
 
 static void w_raw(wire_t *w, const void *b, size_t n) {
   assert_true(w->len + n <= sizeof w->bytes);
-  memcpy(w->bytes + w->len, b, n);
+  if (n > 0)
+    memcpy(w->bytes + w->len, b, n);
   w->len += n;
 }
 
