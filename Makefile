@@ -91,6 +91,7 @@ test: deps build unit e2e asan fuzz-replay
 
 bench: deps-bench build
 	./bench/run
+	./bench/relay
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -40,7 +40,7 @@ static const char relay_usage[] =
     "  --buffer BYTES              output queued per client before its senders are\n"
     "                              held back (default 256k)\n"
     "  --deliver framed|raw        deliver \"SENDER|N|\" and the payload (default), or\n"
-    "                              the bare payload (the README's older client)\n"
+    "                              the bare payload (as in the seed README's example)\n"
     "  -v, --verbose               connections, registrations, drops and closes on\n"
     "                              stderr\n"
     "  --stats                     print stats as JSON on stderr at exit\n"

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import socket
+import struct
 import threading
 import time
 
@@ -252,7 +253,7 @@ def test_registration_timeout(relay, client):
 
 
 def test_idle_timeout_and_keepalive(relay, client):
-    sj, addr = relay("-v", "--idle-timeout", "1")
+    sj, addr = relay("-v", "--idle-timeout", "1.5")
     silent = client(addr, "silent")
     keeper = client(addr, "keeper")
     dribbler = client(addr, "dribbler")
@@ -261,10 +262,10 @@ def test_idle_timeout_and_keepalive(relay, client):
     t0 = time.monotonic()
     frame = RelayClient.frame("keeper", b"drip")
     sent = 0
-    # For 2.5 idle periods: keeper sends keep-alives, dribbler sends one
+    # For over 2 idle periods: keeper sends keep-alives, dribbler sends one
     # frame a byte at a time (any byte resets the idle clock), silent sends
     # nothing. The sleeps pace the senders; they synchronise nothing.
-    while time.monotonic() - t0 < 2.5:
+    while time.monotonic() - t0 < 3.5:
         keeper.keepalive()
         if sent < len(frame):
             dribbler.send_raw(frame[sent:sent + 1])
@@ -272,7 +273,7 @@ def test_idle_timeout_and_keepalive(relay, client):
         time.sleep(0.25)
     dribbler.send_raw(frame[sent:])
     assert silent.expect_closed() == b""
-    sj.wait_stderr(r"'silent' \(127\.0\.0\.1:\d+\): idle for 1s$")
+    sj.wait_stderr(r"'silent' \(127\.0\.0\.1:\d+\): idle for 1\.5s$")
     # Keep-alives are not delivered: the first frame keeper sees is the
     # dribbled message.
     assert keeper.recv_message() == (b"dribbler", b"drip")
@@ -420,7 +421,7 @@ def test_16_mib_message_by_hash(relay, client):
     # The message went through in pieces: the relay never held it whole.
     peak = vm_kib(sj.pid, "VmHWM")
     if not SANITIZED:
-        assert peak - rss_before < 10 * 1024, (rss_before, peak)
+        assert peak - rss_before < 6 * 1024, (rss_before, peak)
 
 
 def test_slow_receiver_fast_sender_bounded_and_lossless(relay, client):
@@ -467,7 +468,7 @@ def test_slow_receiver_fast_sender_bounded_and_lossless(relay, client):
     if not SANITIZED:
         # 32 MiB went through a receiver far slower than its sender: the
         # relay's memory stayed within a few MiB of where it started.
-        assert max(samples) - rss_before < 8 * 1024, (rss_before, max(samples))
+        assert max(samples) - rss_before < 6 * 1024, (rss_before, max(samples))
 
 
 def test_stuck_receiver_holds_back_only_its_senders(relay, client):
@@ -531,6 +532,50 @@ def test_message_cut_short_by_sender_closes_receiver(relay, client):
     assert b.expect_closed() == b""
     sj.wait_stderr(r"'b' \(127\.0\.0\.1:\d+\): a message to it was cut short by its sender; "
                    r"closing$")
+
+
+def test_garbage_from_many_clients(relay, client):
+    """Random bytes from 30 clients at once (some after a valid registration
+    and frames, some split, some abrupt resets): the relay survives, frees
+    what they held, and still delivers between well-behaved clients."""
+    sj, addr = relay("--max-message", "4096", "--register-timeout", "2")
+    b = client(addr, "b")
+    roundtrip(b)
+    rng = random.Random(4)
+
+    def noisy(i):
+        c = RelayClient(addr)
+        try:
+            prefix = b""
+            if i % 3 == 0:
+                prefix = b"g%d|b|3|abc" % i
+            data = prefix + rng.randbytes(rng.randint(1, 20000))
+            for k in range(0, len(data), 997):
+                c.send_raw(data[k:k + 997])
+            if i % 5 == 0:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # closed by the relay mid-send: expected for garbage
+        finally:
+            c.close()
+
+    workers = [Worker(noisy, i) for i in range(30)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join_result()
+    # b may have received the noisy clients' valid "abc" messages; it gets
+    # nothing malformed, and a message from a good client comes through.
+    good = client(addr, "good")
+    roundtrip(good)
+    good.send("b", b"after the storm")
+    while True:
+        sender, payload = b.recv_message()
+        if sender == b"good":
+            assert payload == b"after the storm"
+            break
+        assert re.fullmatch(rb"g\d+", sender) and payload == b"abc", (sender, payload)
+    assert sj.alive()
 
 
 # --------------------------------------------------------------------------
