@@ -257,6 +257,7 @@ static void advance_shutdown(sj_filter_t *f) {
 
 /* Completes the write and the shutdown from above when they are done. */
 static void step_down(sj_filter_t *f) {
+  flush_lower(f); /* what decoding queued: handshake replies */
   encode_pending(f);
   if (f->wpending && (f->failed || (f->woff == f->wlen && f->out_queued <= SJ_FILTER_OUT_HWM))) {
     f->wpending = 0;

@@ -55,6 +55,11 @@ static const char *ssl_reason(void) {
   return r != NULL ? r : "unknown error";
 }
 
+static int key_mismatch(void) {
+  int reason = ERR_GET_REASON(ERR_peek_last_error());
+  return reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH;
+}
+
 /* A missing or unreadable file is named plainly, before OpenSSL's less
  * helpful reason for it. */
 static int check_readable(const char *what, const char *path, char *err, size_t errlen) {
@@ -75,9 +80,10 @@ static int load_identity(SSL_CTX *ctx, const sj_tls_config_t *cfg, char *err, si
   if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1)
     return ctx_fail(err, errlen, UV_EINVAL, "bad certificate file %s: %s", cfg->cert,
                     ssl_reason());
-  if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1)
+  /* Loading the key already checks it against the certificate. */
+  if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1 && !key_mismatch())
     return ctx_fail(err, errlen, UV_EINVAL, "bad key file %s: %s", cfg->key, ssl_reason());
-  if (SSL_CTX_check_private_key(ctx) != 1)
+  if (key_mismatch() || SSL_CTX_check_private_key(ctx) != 1)
     return ctx_fail(err, errlen, UV_EINVAL, "key %s does not match certificate %s", cfg->key,
                     cfg->cert);
   return 0;
