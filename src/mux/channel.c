@@ -32,6 +32,10 @@ uint32_t sj_mux_channel_id(const sj_stream_t *s) {
   return s->ops == &channel_ops ? ((const sj_mux_channel_t *)s)->id : 0;
 }
 
+uint32_t sj_mux_channel_tag(const sj_stream_t *s) {
+  return s->ops == &channel_ops ? ((const sj_mux_channel_t *)s)->tag : 0;
+}
+
 /* ---- receiving ----------------------------------------------------------- */
 
 static void drop_rx(sj_mux_channel_t *ch) {

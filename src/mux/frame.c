@@ -37,6 +37,7 @@ static int64_t fixed_length(sj_mux_frame_type_t type) {
   switch (type) {
   case SJ_MUX_DATA:
     return -1;
+  case SJ_MUX_OPEN:
   case SJ_MUX_WINDOW:
   case SJ_MUX_RESET:
   case SJ_MUX_GOAWAY:
@@ -44,7 +45,7 @@ static int64_t fixed_length(sj_mux_frame_type_t type) {
   case SJ_MUX_PING:
   case SJ_MUX_PONG:
     return 8;
-  default: /* OPEN, FIN */
+  default: /* FIN */
     return 0;
   }
 }

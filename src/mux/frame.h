@@ -6,7 +6,8 @@
  *   type u8 | flags u8 | channel id u32 | payload length u32 | payload
  *
  *   DATA    id > 0   1..SJ_MUX_PAYLOAD_MAX bytes of the channel's stream
- *   OPEN    id > 0   empty: the sender opens channel id
+ *   OPEN    id > 0   u32 tag: the sender opens channel id, for the purpose
+ *                    the tag names (which service; 0 when there is one)
  *   WINDOW  id > 0   u32 increment > 0: the sender may be sent that much more
  *   FIN     id > 0   empty: the sender's direction of the channel has ended
  *   RESET   id > 0   u32 code: the channel is abandoned in both directions
@@ -72,7 +73,7 @@ typedef struct {
   sj_mux_frame_type_t frame;
   uint32_t id;
   uint32_t length;   /* the frame's payload length                       */
-  uint32_t value;    /* WINDOW increment, RESET or GOAWAY code           */
+  uint32_t value;    /* OPEN tag, WINDOW increment, RESET or GOAWAY code */
   uint8_t opaque[8]; /* PING, PONG                                       */
   const char *data;  /* points into the input                            */
   size_t data_len;
@@ -119,9 +120,10 @@ int64_t sj_mux_parse(sj_mux_parser_t *p, const char *buf, size_t len, sj_mux_eve
 const char *sj_mux_strerror(int err);
 
 /* Encoders: each writes one frame (a DATA frame's header only) to out,
- * which must have room for it, and returns its length. */
+ * which must have room for it, and returns its length. FIN is a header
+ * with length 0. */
 size_t sj_mux_put_header(uint8_t *out, sj_mux_frame_type_t type, uint32_t id, uint32_t length);
-/* WINDOW, RESET, GOAWAY. */
+/* OPEN, WINDOW, RESET, GOAWAY. */
 size_t sj_mux_put_u32(uint8_t *out, sj_mux_frame_type_t type, uint32_t id, uint32_t value);
 /* PING, PONG. */
 size_t sj_mux_put_ping(uint8_t *out, sj_mux_frame_type_t type, const uint8_t opaque[8]);

@@ -246,7 +246,9 @@ void sj_mux_close(sj_mux_t *m) {
   sj__mux_maybe_free(m);
 }
 
-int sj_mux_open(sj_mux_t *m, sj_stream_t **out) {
+int sj_mux_open(sj_mux_t *m, sj_stream_t **out) { return sj_mux_open_tagged(m, 0, out); }
+
+int sj_mux_open_tagged(sj_mux_t *m, uint32_t tag, sj_stream_t **out) {
   if (m->ended)
     return UV_ECONNABORTED;
   if (m->n_open >= m->opts.max_channels || m->next_id > UINT32_MAX - 2)
@@ -255,6 +257,7 @@ int sj_mux_open(sj_mux_t *m, sj_stream_t **out) {
   if (ch == NULL)
     return UV_ENOMEM;
   m->next_id += 2;
+  ch->tag = tag;
   sj__mux_insert(m, ch);
   ch->open_pending = 1;
   sj__mux_want_send(ch);

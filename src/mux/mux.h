@@ -69,6 +69,10 @@ int sj_mux_new(sj_stream_t *carrier, const sj_mux_options_t *opts, sj_mux_t **ou
  * caller owns it. Returns 0, or UV_ECONNABORTED once the session has ended,
  * UV_EMFILE at max_channels, UV_ENOMEM. */
 int sj_mux_open(sj_mux_t *m, sj_stream_t **out);
+/* The same, with a tag the peer reads with sj_mux_channel_tag(): what the
+ * channel is for, when a session serves several things (sj_mux_open() is
+ * tag 0). */
+int sj_mux_open_tagged(sj_mux_t *m, uint32_t tag, sj_stream_t **out);
 
 /*
  * Ends the session if it has not ended (channels still open fail with
@@ -89,5 +93,7 @@ void sj_mux_refuse(sj_stream_t *channel, sj_stream_close_cb cb);
 unsigned sj_mux_channels(const sj_mux_t *m);
 /* A channel's id (odd ones were opened by the initiator). */
 uint32_t sj_mux_channel_id(const sj_stream_t *channel);
+/* The tag its opener gave it. */
+uint32_t sj_mux_channel_tag(const sj_stream_t *channel);
 
 #endif

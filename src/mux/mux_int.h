@@ -19,6 +19,7 @@ struct sj_mux_channel {
   sj_stream_t base;
   sj_mux_t *m;
   uint32_t id;
+  uint32_t tag;        /* from OPEN: what the channel is for         */
   sj_link_t by_id;     /* in a bucket while the channel is open      */
   sj_link_t send_link; /* in m->sendq while it has something to send */
   sj_link_t work_link; /* in m->workq while it has callbacks to run  */

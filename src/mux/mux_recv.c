@@ -40,7 +40,7 @@ static sj_mux_channel_t *target(sj_mux_t *m, const sj_mux_event_t *ev, int *bad)
   return ch;
 }
 
-static int on_open(sj_mux_t *m, uint32_t id) {
+static int on_open(sj_mux_t *m, uint32_t id, uint32_t tag) {
   if ((int)(id & 1) != peer_parity(m))
     return protocol_error(m, "peer opened channel %u, an id of this side's", id);
   if (id <= m->last_peer_id)
@@ -54,6 +54,7 @@ static int on_open(sj_mux_t *m, uint32_t id) {
       return protocol_error(m, "peer opens channels faster than they can be refused");
     return 0;
   }
+  ch->tag = tag;
   sj__mux_insert(m, ch);
   ch->accept_pending = 1;
   sj__mux_schedule(ch);
@@ -125,7 +126,7 @@ static void on_goaway(sj_mux_t *m, uint32_t code) {
 static int on_frame(sj_mux_t *m, const sj_mux_event_t *ev) {
   switch (ev->frame) {
   case SJ_MUX_OPEN:
-    return on_open(m, ev->id);
+    return on_open(m, ev->id, ev->value);
   case SJ_MUX_WINDOW:
     return on_window(m, ev);
   case SJ_MUX_FIN:

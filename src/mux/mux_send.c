@@ -81,7 +81,7 @@ static int take_turn(sj_mux_t *m, sj_mux_channel_t *ch) {
   if (room(m) < 2 * SJ_MUX_CONTROL_MAX)
     return 1;
   if (ch->open_pending) {
-    m->out_len += sj_mux_put_header(tail(m), SJ_MUX_OPEN, ch->id, 0);
+    m->out_len += sj_mux_put_u32(tail(m), SJ_MUX_OPEN, ch->id, ch->tag);
     ch->open_pending = 0;
   }
   if (ch->window_pending) {

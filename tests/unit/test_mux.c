@@ -416,12 +416,14 @@ static void test_both_sides_open(void **state) {
   fx_t *fx = *state;
   start_pair(fx, NULL, NULL);
   sj_stream_t *ch;
-  /* The non-initiator opens even ids. */
-  assert_int_equal(sj_mux_open(fx->mux[1], &ch), 0);
+  /* The non-initiator opens even ids; the tag reaches the peer. */
+  assert_int_equal(sj_mux_open_tagged(fx->mux[1], 77, &ch), 0);
   assert_int_equal(sj_mux_channel_id(ch), 2);
   end_attach(&fx->ends[1][0], ch, 7, 8);
   sj_stream_read_start(ch);
   WAIT_FOR(&fx->loop, fx->n_accepted[0] == 1);
+  assert_int_equal(sj_mux_channel_tag(fx->accepted[0][0]), 77);
+  assert_int_equal(sj_mux_channel_id(fx->accepted[0][0]), 2);
   end_attach(&fx->ends[0][0], fx->accepted[0][0], 8, 7);
   sj_stream_read_start(fx->accepted[0][0]);
   end_send(&fx->ends[1][0], 300000, 1);
@@ -897,8 +899,8 @@ static void test_protocol_error_bad_frame(void **state) {
 }
 
 static void test_protocol_error_window_exceeded(void **state) {
-  static uint8_t f[SJ_MUX_HEADER_LEN * 6 + SJ_MUX_INITIAL_WINDOW + 1];
-  size_t n = sj_mux_put_header(f, SJ_MUX_OPEN, 2, 0);
+  static uint8_t f[SJ_MUX_HEADER_LEN * 6 + 4 + SJ_MUX_INITIAL_WINDOW + 1];
+  size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
   size_t left = SJ_MUX_INITIAL_WINDOW + 1;
   while (left > 0) {
     size_t k = left < SJ_MUX_PAYLOAD_MAX ? left : SJ_MUX_PAYLOAD_MAX;
@@ -919,14 +921,14 @@ static void test_protocol_error_unknown_channel(void **state) {
 }
 
 static void test_protocol_error_wrong_parity(void **state) {
-  uint8_t f[SJ_MUX_HEADER_LEN];
-  size_t n = sj_mux_put_header(f, SJ_MUX_OPEN, 3, 0);
+  uint8_t f[SJ_MUX_CONTROL_MAX];
+  size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 3, 0);
   expect_protocol_error(*state, f, n, "peer opened channel 3, an id of this side's");
 }
 
 static void test_protocol_error_data_after_fin(void **state) {
-  uint8_t f[3 * SJ_MUX_HEADER_LEN + 1];
-  size_t n = sj_mux_put_header(f, SJ_MUX_OPEN, 2, 0);
+  uint8_t f[3 * SJ_MUX_HEADER_LEN + 5];
+  size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
   n += sj_mux_put_header(f + n, SJ_MUX_FIN, 2, 0);
   n += sj_mux_put_header(f + n, SJ_MUX_DATA, 2, 1);
   f[n++] = 'x';
@@ -944,7 +946,7 @@ static void test_frames_for_closed_channel_are_dropped(void **state) {
   memset(&seen, 0, sizeof seen);
   sj_mux_parser_init(&seen.parser);
   uint8_t f[64];
-  size_t n = sj_mux_put_header(f, SJ_MUX_OPEN, 2, 0);
+  size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
   raw_send(fx, f, n);
   WAIT_FOR(&fx->loop, fx->n_accepted[0] == 1);
   sj_stream_close(fx->accepted[0][0], 1, NULL);
@@ -979,7 +981,7 @@ static void test_window_updates_are_batched(void **state) {
   memset(&seen, 0, sizeof seen);
   sj_mux_parser_init(&seen.parser);
   static uint8_t f[SJ_MUX_HEADER_LEN + SJ_MUX_PAYLOAD_MAX];
-  size_t n = sj_mux_put_header(f, SJ_MUX_OPEN, 1, 0);
+  size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 1, 0);
   raw_send(fx, f, n);
   WAIT_FOR(&fx->loop, fx->n_accepted[0] == 1);
   end_t *e = &fx->ends[0][0];

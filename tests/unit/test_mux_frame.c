@@ -161,7 +161,7 @@ static void test_every_frame_type(void **state) {
   static wire_t w;
   w.len = 0;
   uint8_t ping[8] = {1, 2, 3, 4, 5, 6, 7, 0xff};
-  w.len += sj_mux_put_header(w.bytes + w.len, SJ_MUX_OPEN, 1, 0);
+  w.len += sj_mux_put_u32(w.bytes + w.len, SJ_MUX_OPEN, 1, 0xdeadbeef);
   w_data(&w, 1, "hello");
   w.len += sj_mux_put_u32(w.bytes + w.len, SJ_MUX_WINDOW, 2, 65536);
   w.len += sj_mux_put_header(w.bytes + w.len, SJ_MUX_FIN, 1, 0);
@@ -170,7 +170,7 @@ static void test_every_frame_type(void **state) {
   w.len += sj_mux_put_ping(w.bytes + w.len, SJ_MUX_PONG, ping);
   w.len += sj_mux_put_u32(w.bytes + w.len, SJ_MUX_GOAWAY, 0, 7);
   expect_trace(w.bytes, w.len,
-               "F:1:1:0;D:1:hello;L;F:2:2:65536;F:3:1:0;F:4:4:1;"
+               "F:1:1:3735928559;D:1:hello;L;F:2:2:65536;F:3:1:0;F:4:4:1;"
                "F:5:0:01020304050607ff;F:6:0:01020304050607ff;F:7:0:7;");
 }
 
@@ -235,13 +235,13 @@ static void test_malformed_headers(void **state) {
   const uint8_t zero4[4] = {0}, one4[4] = {0, 0, 0, 1}, eight[8] = {0};
   expect_error(8, 0, 1, 0, NULL, 0, SJ_MUX_ETYPE);
   expect_error(0xff, 0, 1, 0, NULL, 0, SJ_MUX_ETYPE);
-  expect_error(SJ_MUX_OPEN, 1, 1, 0, NULL, 0, SJ_MUX_EFLAGS);
+  expect_error(SJ_MUX_OPEN, 1, 1, 4, zero4, 4, SJ_MUX_EFLAGS);
   expect_error(SJ_MUX_DATA, 0x80, 1, 1, "x", 1, SJ_MUX_EFLAGS);
   expect_error(SJ_MUX_DATA, 0, 1, 0xffffffffu, NULL, 0, SJ_MUX_EBIG);
   expect_error(SJ_MUX_PING, 0, 0, SJ_MUX_PAYLOAD_MAX + 1, NULL, 0, SJ_MUX_EBIG);
   /* Channel frames need an id; session frames must not have one. */
   expect_error(SJ_MUX_DATA, 0, 0, 1, "x", 1, SJ_MUX_EID_ZERO);
-  expect_error(SJ_MUX_OPEN, 0, 0, 0, NULL, 0, SJ_MUX_EID_ZERO);
+  expect_error(SJ_MUX_OPEN, 0, 0, 4, zero4, 4, SJ_MUX_EID_ZERO);
   expect_error(SJ_MUX_WINDOW, 0, 0, 4, one4, 4, SJ_MUX_EID_ZERO);
   expect_error(SJ_MUX_FIN, 0, 0, 0, NULL, 0, SJ_MUX_EID_ZERO);
   expect_error(SJ_MUX_RESET, 0, 0, 4, zero4, 4, SJ_MUX_EID_ZERO);
@@ -250,6 +250,7 @@ static void test_malformed_headers(void **state) {
   expect_error(SJ_MUX_GOAWAY, 0, 3, 4, zero4, 4, SJ_MUX_EID_SESSION);
   /* Fixed-size frames with the wrong size. */
   expect_error(SJ_MUX_OPEN, 0, 1, 1, "x", 1, SJ_MUX_ELENGTH);
+  expect_error(SJ_MUX_OPEN, 0, 1, 0, NULL, 0, SJ_MUX_ELENGTH);
   expect_error(SJ_MUX_FIN, 0, 1, 4, zero4, 4, SJ_MUX_ELENGTH);
   expect_error(SJ_MUX_WINDOW, 0, 1, 3, zero4, 3, SJ_MUX_ELENGTH);
   expect_error(SJ_MUX_WINDOW, 0, 1, 8, eight, 8, SJ_MUX_ELENGTH);
