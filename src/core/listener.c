@@ -1,9 +1,12 @@
+#define _GNU_SOURCE /* accept4 */
 #include "listener.h"
 
 #include "netaddr.h"
 #include "sockopt.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +14,24 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/*
+ * The accept loop is our own (a poll handle on the listening socket) rather
+ * than libuv's, for what happens when descriptors run out: libuv then
+ * accepts and closes pending connections with a reserve descriptor and
+ * says nothing. Here, as in nginx and haproxy, the failure is reported
+ * (the connector logs it once per episode), accepting pauses for a moment
+ * so that nothing spins, and the connections wait in the kernel's backlog
+ * until descriptors free up. accept4() also hands over the peer's address,
+ * which saves a getpeername() per connection.
+ */
+#define SJ_ACCEPT_BATCH 64        /* per readiness event, for fairness */
+#define SJ_ACCEPT_RETRY_MS 250    /* after running out of descriptors */
+
 struct sj_listener {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
+  uv_poll_t poll;
+  uv_timer_t retry;
+  int fd;
+  uv_handle_type type; /* of accepted streams: UV_TCP or UV_NAMED_PIPE */
   uv_loop_t *loop;
   sj_pool_t *pool;
   sj_keepalive_t ka;
@@ -25,76 +39,140 @@ struct sj_listener {
   void *data;
   const sj_side_spec_t *spec; /* borrowed */
   char path[SJ_PATH_MAX]; /* Unix socket file to remove on close */
-  int paused;
-  int deferred; /* a connection arrived while paused */
+  int paused;  /* by the owner */
+  int starved; /* out of descriptors: waiting for the retry timer */
+  int closing;
+  int open_handles;
   void (*close_cb)(void *data);
   void *close_data;
 };
 
-static void on_connection(uv_stream_t *server, int status);
+static void on_readable(uv_poll_t *h, int status, int events);
 
-static void accept_one(sj_listener_t *l) {
-  uv_handle_type type = l->h.handle.type;
-  sj_stream_t *s = sj_uvstream_new(l->loop, l->pool, type);
-  if (s == NULL) {
-    /* The connection stays with libuv; the next resume tries again. */
-    l->deferred = 1;
-    l->cb(l, UV_ENOMEM, NULL, l->data);
+static void update_polling(sj_listener_t *l) {
+  if (l->closing)
     return;
-  }
-  int rc = uv_accept(&l->h.stream, sj_uvstream_handle(s));
-  if (rc != 0) {
-    /* libuv dropped the connection and stopped watching the listener:
-     * listening again restarts it. */
-    sj_stream_close(s, 0, NULL);
-    uv_listen(&l->h.stream, SOMAXCONN, on_connection);
-    l->cb(l, rc, NULL, l->data);
-    return;
-  }
-  if (type == UV_TCP) {
-    /* Options were set on the listening socket, and Linux copies them to
-     * every socket it accepts: no system calls per connection. */
-    sj_origin_from_tcp(&s->origin, (uv_tcp_t *)sj_uvstream_handle(s));
-  } else {
-    sj_origin_from_path(&s->origin, l->spec->path);
-  }
-  l->cb(l, 0, s, l->data);
+  if (l->paused || l->starved)
+    uv_poll_stop(&l->poll);
+  else
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  sj_listener_t *l = server->data;
+static void on_retry(uv_timer_t *t) {
+  sj_listener_t *l = t->data;
+  l->starved = 0;
+  update_polling(l);
+}
+
+/* A new connection as a stream of the listener's kind. */
+static int wrap(sj_listener_t *l, int fd, const struct sockaddr *peer, sj_stream_t **out) {
+  sj_stream_t *s = sj_uvstream_new(l->loop, l->pool, l->type);
+  if (s == NULL)
+    return UV_ENOMEM;
+  uv_stream_t *h = sj_uvstream_handle(s);
+  int rc = l->type == UV_TCP ? uv_tcp_open((uv_tcp_t *)h, fd) : uv_pipe_open((uv_pipe_t *)h, fd);
+  if (rc != 0) {
+    sj_stream_close(s, 0, NULL);
+    return rc;
+  }
+  /* Options were set on the listening socket, and Linux copies them to
+   * every socket it accepts: no system calls per connection. */
+  if (l->type == UV_TCP)
+    sj_origin_from_sockaddr(&s->origin, peer);
+  else
+    sj_origin_from_path(&s->origin, l->spec->path);
+  *out = s;
+  return 0;
+}
+
+/* Takes one pending connection: 1 if one was handed on, 0 when none is
+ * pending (or accepting must wait), or a negative error for the owner. */
+static int accept_one(sj_listener_t *l) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK)
+      return 0;
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+      return 1; /* that connection is gone; look for the next */
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      l->starved = 1;
+      uv_timer_start(&l->retry, on_retry, SJ_ACCEPT_RETRY_MS, 0);
+      update_polling(l);
+    }
+    return -err;
+  }
+  sj_stream_t *s;
+  int rc = wrap(l, fd, (struct sockaddr *)&ss, &s);
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  l->cb(l, 0, s, l->data);
+  return 1;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  sj_listener_t *l = h->data;
+  (void)events;
   if (status < 0) {
     l->cb(l, status, NULL, l->data);
     return;
   }
-  /* Not accepting leaves the connection in libuv's hands, which stops
-   * watching the listener until uv_accept() is called. */
-  if (l->paused) {
-    l->deferred = 1;
-    return;
+  for (int i = 0; i < SJ_ACCEPT_BATCH && !l->paused && !l->starved && !l->closing; i++) {
+    int rc = accept_one(l);
+    if (rc == 0)
+      return;
+    if (rc < 0) {
+      l->cb(l, rc, NULL, l->data);
+      return;
+    }
   }
-  accept_one(l);
 }
 
-void sj_listener_pause(sj_listener_t *l) { l->paused = 1; }
+void sj_listener_pause(sj_listener_t *l) {
+  if (!l->paused) {
+    l->paused = 1;
+    update_polling(l);
+  }
+}
 
 void sj_listener_resume(sj_listener_t *l) {
-  l->paused = 0;
-  if (l->deferred) {
-    l->deferred = 0;
-    accept_one(l);
+  if (l->paused) {
+    l->paused = 0;
+    update_polling(l);
   }
 }
 
-/* SO_REUSEPORT must be set before bind, so the socket is made first. */
-static int init_tcp(sj_listener_t *l, int family, int reuse_port) {
-  int rc = uv_tcp_init_ex(l->loop, &l->h.tcp, (unsigned)family);
-  uv_os_fd_t fd;
+static int set_flag(int fd, int level, int name) {
   int one = 1;
-  if (rc == 0 && reuse_port && uv_fileno(&l->h.handle, &fd) == 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+  return setsockopt(fd, level, name, &one, sizeof one) == 0 ? 0 : -errno;
+}
+
+/* A TCP socket bound to ai, with the options accepted sockets inherit. */
+static int bind_tcp_addr(sj_listener_t *l, const struct addrinfo *ai, int reuse_port) {
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int off = 0;
+  int rc = set_flag(fd, SOL_SOCKET, SO_REUSEADDR);
+  if (rc == 0 && reuse_port)
+    rc = set_flag(fd, SOL_SOCKET, SO_REUSEPORT);
+  if (rc == 0 && ai->ai_family == AF_INET6 &&
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0)
     rc = -errno;
-  return rc;
+  if (rc == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+    rc = -errno;
+  if (rc == 0)
+    rc = sj_tcp_tune_fd(fd, &l->ka);
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  l->fd = fd;
+  return 0;
 }
 
 static int bind_tcp(sj_listener_t *l, const sj_side_spec_t *spec, int reuse_port) {
@@ -107,12 +185,9 @@ static int bind_tcp(sj_listener_t *l, const sj_side_spec_t *spec, int reuse_port
   int rc = uv_getaddrinfo(l->loop, &req, NULL, host, port, &hints);
   if (rc != 0)
     return rc;
-  rc = init_tcp(l, req.addrinfo->ai_family, reuse_port);
-  if (rc == 0)
-    rc = uv_tcp_bind(&l->h.tcp, req.addrinfo->ai_addr, 0);
-  if (rc == 0)
-    rc = sj_tcp_tune(&l->h.tcp, &l->ka); /* inherited by accepted sockets */
+  rc = bind_tcp_addr(l, req.addrinfo, reuse_port);
   uv_freeaddrinfo(req.addrinfo);
+  l->type = UV_TCP;
   return rc;
 }
 
@@ -129,23 +204,63 @@ static int stale_socket(const char *path) {
   return refused;
 }
 
+static int bind_path(int fd, const char *path) {
+  struct sockaddr_un sun = {.sun_family = AF_UNIX};
+  snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+  return bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0 ? 0 : -errno;
+}
+
 static int bind_unix(sj_listener_t *l, const sj_side_spec_t *spec) {
-  int rc = uv_pipe_init(l->loop, &l->h.pipe, 0);
-  if (rc != 0)
-    return rc;
-  rc = uv_pipe_bind(&l->h.pipe, spec->path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int rc = bind_path(fd, spec->path);
   if (rc == UV_EADDRINUSE && stale_socket(spec->path) && unlink(spec->path) == 0)
-    rc = uv_pipe_bind(&l->h.pipe, spec->path);
-  if (rc == 0)
-    snprintf(l->path, sizeof l->path, "%s", spec->path);
-  return rc;
+    rc = bind_path(fd, spec->path);
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  snprintf(l->path, sizeof l->path, "%s", spec->path);
+  l->fd = fd;
+  l->type = UV_NAMED_PIPE;
+  return 0;
 }
 
 static void on_closed(uv_handle_t *h) {
   sj_listener_t *l = h->data;
+  if (--l->open_handles > 0)
+    return;
+  close(l->fd);
   if (l->close_cb != NULL)
     l->close_cb(l->close_data);
   free(l);
+}
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+/* libuv keeps one descriptor in reserve per loop, opened with the loop's
+ * first stream handle. Making a handle now opens it at start, so the
+ * process's descriptor count does not step up with the first connection. */
+static void reserve_descriptor(uv_loop_t *loop) {
+  uv_tcp_t *probe = malloc(sizeof *probe);
+  if (probe != NULL && uv_tcp_init(loop, probe) == 0)
+    uv_close((uv_handle_t *)probe, free_handle);
+  else
+    free(probe);
+}
+
+static int start_listening(sj_listener_t *l) {
+  reserve_descriptor(l->loop);
+  if (listen(l->fd, SOMAXCONN) != 0)
+    return -errno;
+  int rc = uv_poll_init_socket(l->loop, &l->poll, l->fd);
+  if (rc != 0)
+    return rc;
+  uv_timer_init(l->loop, &l->retry);
+  l->poll.data = l->retry.data = l;
+  l->open_handles = 2;
+  return uv_poll_start(&l->poll, UV_READABLE, on_readable);
 }
 
 int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spec,
@@ -154,21 +269,21 @@ int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spe
   sj_listener_t *l = calloc(1, sizeof *l);
   if (l == NULL)
     return UV_ENOMEM;
-  *l = (sj_listener_t){.loop = loop, .pool = pool, .ka = *ka, .cb = cb, .data = data,
-                       .spec = spec};
-  int tcp = spec->kind == SJ_SIDE_LISTEN;
-  int rc = tcp ? bind_tcp(l, spec, reuse_port) : bind_unix(l, spec);
-  l->h.handle.data = l;
+  *l = (sj_listener_t){.fd = -1, .loop = loop, .pool = pool, .ka = *ka, .cb = cb,
+                       .data = data, .spec = spec};
+  int rc = spec->kind == SJ_SIDE_LISTEN ? bind_tcp(l, spec, reuse_port) : bind_unix(l, spec);
   if (rc == 0)
-    rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
+    rc = start_listening(l);
   if (rc != 0) {
-    if (l->h.handle.loop == loop) { /* the handle was initialised */
-      if (l->path[0] != '\0')
-        unlink(l->path);
-      uv_close(&l->h.handle, on_closed);
-    } else {
-      free(l);
+    if (l->path[0] != '\0')
+      unlink(l->path);
+    if (l->open_handles > 0) { /* the handles exist: they close first */
+      sj_listener_close(l, NULL, NULL);
+      return rc;
     }
+    if (l->fd >= 0)
+      close(l->fd);
+    free(l);
     return rc;
   }
   *out = l;
@@ -176,15 +291,14 @@ int sj_listener_open(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *spe
 }
 
 int sj_listener_address(const sj_listener_t *l, char *buf, size_t len) {
-  if (l->h.handle.type != UV_TCP) {
+  if (l->type != UV_TCP) {
     snprintf(buf, len, "%s", l->path);
     return 0;
   }
   struct sockaddr_storage ss;
-  int n = sizeof ss;
-  int rc = uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &n);
-  if (rc != 0)
-    return rc;
+  socklen_t n = sizeof ss;
+  if (getsockname(l->fd, (struct sockaddr *)&ss, &n) != 0)
+    return -errno;
   sj_sockaddr_text((struct sockaddr *)&ss, buf, len);
   char host[INET6_ADDRSTRLEN];
   int port;
@@ -195,7 +309,9 @@ int sj_listener_address(const sj_listener_t *l, char *buf, size_t len) {
 void sj_listener_close(sj_listener_t *l, void (*cb)(void *data), void *data) {
   l->close_cb = cb;
   l->close_data = data;
+  l->closing = 1;
   if (l->path[0] != '\0')
     unlink(l->path);
-  uv_close(&l->h.handle, on_closed);
+  uv_close((uv_handle_t *)&l->poll, on_closed);
+  uv_close((uv_handle_t *)&l->retry, on_closed);
 }

@@ -9,5 +9,6 @@
 /* TCP_NODELAY on, and keep-alive as ka says (SO_KEEPALIVE off when disabled).
  * Every option is tried; the first failure is returned. */
 int sj_tcp_tune(uv_tcp_t *tcp, const sj_keepalive_t *ka);
+int sj_tcp_tune_fd(int fd, const sj_keepalive_t *ka);
 
 #endif
