@@ -36,7 +36,7 @@ struct sj_verify_s {
   int reading;
   uv_timer_t *linger;
   int open_handles;
-  char view[SJ_VERIFY_MAX];
+  char *view; /* SJ_VERIFY_MAX bytes, made when input spans chunks */
 };
 
 static void free_chunks(sj_pool_t *pool, sj_chunk_t *c) {
@@ -55,6 +55,7 @@ static void release(sj_verify_t *v) {
   void *owner = v->owner;
   void (*closed)(void *) = v->ev->closed;
   free(v->linger);
+  free(v->view);
   free(v);
   closed(owner);
 }
@@ -142,8 +143,11 @@ static void flush(sj_verify_t *v) {
     finish_refusal(v);
 }
 
+static void drop_consumed(sj_verify_t *v);
+
 static void finish_accept(sj_verify_t *v) {
   set_reading(v, 0);
+  drop_consumed(v);
   sj_chunk_t *rest = v->in_head;
   v->in_head = v->in_tail = NULL;
   sj_stream_t *s = v->stream;
@@ -151,6 +155,7 @@ static void finish_accept(sj_verify_t *v) {
   void *arg = v->arg;
   int eof = v->eof;
   free(v->linger);
+  free(v->view);
   free(v);
   ev->done(NULL, 0, NULL, s, rest, eof, arg);
 }
@@ -173,8 +178,21 @@ static void finish_refusal(sj_verify_t *v) {
     set_reading(v, 1);
 }
 
+static void lost(sj_verify_t *v, int status);
+
+static void drop_consumed(sj_verify_t *v) {
+  while (v->in_head != NULL && sj_chunk_remaining(v->in_head) == 0) {
+    sj_chunk_t *c = v->in_head;
+    v->in_head = c->next;
+    if (v->in_head == NULL)
+      v->in_tail = NULL;
+    sj_pool_put(v->pool, c);
+  }
+}
+
 /* After the verifier's callback: act on what it decided. */
 static void settle(sj_verify_t *v, size_t shown_before) {
+  drop_consumed(v);
   if (v->phase == V_OPEN && v->in_len >= SJ_VERIFY_MAX) {
     if (v->in_len >= shown_before) { /* nothing was taken: the verifier cannot decide */
       if (v->vf.on_end != NULL)
@@ -187,20 +205,38 @@ static void settle(sj_verify_t *v, size_t shown_before) {
   flush(v); /* what the verifier wrote, and then what its decision waits for */
 }
 
-static void show(sj_verify_t *v) {
-  size_t n = v->in_len < SJ_VERIFY_MAX ? v->in_len : SJ_VERIFY_MAX;
+/* The first n bytes received, contiguous: in place when the first chunk
+ * holds them (the usual case), else copied, so that a socket waiting for
+ * its auth line costs no buffer of its own. */
+static const char *view(sj_verify_t *v, size_t n) {
+  sj_chunk_t *head = v->in_head;
+  if (sj_chunk_remaining(head) >= n)
+    return head->data + head->off;
+  if (v->view == NULL && (v->view = malloc(SJ_VERIFY_MAX)) == NULL)
+    return NULL;
   size_t off = 0;
-  for (sj_chunk_t *c = v->in_head; c != NULL && off < n; c = c->next) {
+  for (sj_chunk_t *c = head; c != NULL && off < n; c = c->next) {
     size_t take = sj_chunk_remaining(c);
     if (take > n - off)
       take = n - off;
     memcpy(v->view + off, c->data + c->off, take);
     off += take;
   }
+  return v->view;
+}
+
+static void show(sj_verify_t *v) {
+  drop_consumed(v);
+  size_t n = v->in_len < SJ_VERIFY_MAX ? v->in_len : SJ_VERIFY_MAX;
+  const char *bytes = view(v, n);
+  if (bytes == NULL) {
+    lost(v, UV_ENOMEM);
+    return;
+  }
   size_t before = v->in_len;
   v->in_callback++;
   if (v->vf.on_data != NULL)
-    v->vf.on_data(v, v->view, n, v->vf.data);
+    v->vf.on_data(v, bytes, n, v->vf.data);
   v->in_callback--;
   settle(v, before);
 }
@@ -292,19 +328,15 @@ int sj_verify_write(sj_verify_t *v, const void *buf, size_t len) {
   return rc;
 }
 
+/* Chunks are only marked consumed here: the verifier may still be looking
+ * at their bytes. Used-up chunks go back to the pool after its callback
+ * (drop_consumed). */
 void sj_verify_consume(sj_verify_t *v, size_t n) {
-  while (n > 0 && v->in_head != NULL) {
-    sj_chunk_t *c = v->in_head;
+  for (sj_chunk_t *c = v->in_head; n > 0 && c != NULL; c = c->next) {
     size_t take = sj_chunk_remaining(c) < n ? sj_chunk_remaining(c) : n;
     c->off += take;
     v->in_len -= take;
     n -= take;
-    if (sj_chunk_remaining(c) == 0) {
-      v->in_head = c->next;
-      if (v->in_head == NULL)
-        v->in_tail = NULL;
-      sj_pool_put(v->pool, c);
-    }
   }
 }
 
