@@ -1,12 +1,17 @@
 /*
  * auth=token and auth=hmac as verifiers (see authline.h for the lines).
- * A checker refuses with a one-line reason; a presenter sends its token, or
- * answers the challenge, and then lets the stream through.
+ * A checker refuses with a one-line reason. A token presenter sends its
+ * token and lets the stream through (plain clients use token auth too, so
+ * a success says nothing); for hmac, which only a sockjoin (or a script
+ * written for it) speaks, the checker confirms a right answer with "ok",
+ * and the presenter waits for that line, so that a refusal is never taken
+ * for relayed data.
  */
 #include "auth.h"
 #include "authline.h"
 
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,10 +85,25 @@ static void check_answer(sj_verify_t *v, const char *buf, size_t len, void *data
   int ok = sj_auth_answer(auth->secret.data, auth->secret.len, line, SJ_AUTH_HEX_LEN, want) == 0 &&
            sj_auth_equal(buf, line_len, want, SJ_AUTH_HEX_LEN);
   forget_challenge(v, 0, NULL);
-  if (ok)
+  if (ok && sj_verify_write(v, "ok\n", 3) == 0)
     sj_verify_accept(v);
   else
     sj_verify_reject(v, "auth failed: wrong answer to the challenge");
+}
+
+/* After its answer, a presenter waits for the verdict: "ok", or the
+ * checker's reason for refusing, which must not pass for relayed data. */
+static const char answered;
+
+static void verdict(sj_verify_t *v, const char *line, size_t line_len) {
+  char why[160];
+  if (line_len == 2 && memcmp(line, "ok", 2) == 0) {
+    sj_verify_accept(v);
+    return;
+  }
+  snprintf(why, sizeof why, "the peer refused us: %.*s", (int)(line_len < 120 ? line_len : 120),
+           line);
+  sj_verify_reject(v, why);
 }
 
 static void answer(sj_verify_t *v, const char *buf, size_t len, void *data) {
@@ -92,6 +112,11 @@ static void answer(sj_verify_t *v, const char *buf, size_t len, void *data) {
   long n = first_line(v, buf, len, &line_len);
   if (n <= 0)
     return;
+  if (sj_verify_state(v) == &answered) {
+    sj_verify_consume(v, (size_t)n);
+    verdict(v, buf, line_len);
+    return;
+  }
   char reply[SJ_AUTH_HEX_LEN + 1];
   if (line_len != SJ_AUTH_HEX_LEN ||
       sj_auth_answer(auth->secret.data, auth->secret.len, buf, line_len, reply) != 0) {
@@ -100,10 +125,14 @@ static void answer(sj_verify_t *v, const char *buf, size_t len, void *data) {
   }
   sj_verify_consume(v, (size_t)n);
   reply[SJ_AUTH_HEX_LEN] = '\n';
-  if (sj_verify_write(v, reply, sizeof reply) == 0)
-    sj_verify_accept(v);
-  else
+  if (sj_verify_write(v, reply, sizeof reply) != 0) {
     sj_verify_reject(v, NULL);
+    return;
+  }
+  sj_verify_set_state(v, (void *)&answered);
+  /* The verdict may have come in the same read as the challenge. */
+  if (len > (size_t)n)
+    answer(v, buf + n, len - (size_t)n, data);
 }
 
 void sj__auth_verifier(const sj_auth_t *auth, int check, sj_verifier_t *out) {
