@@ -624,6 +624,21 @@ def test_stats_line_at_exit(relay, client):
                      "stalled": 0}
 
 
+def test_sigint_delivers_what_is_queued_and_exits(relay, client):
+    sj, addr = relay("-v", "--stats")
+    a, b = client(addr, "a"), client(addr, "b")
+    registered(sj, "a")
+    registered(sj, "b")
+    a.send("b", b"before the signal")
+    assert b.recv_message() == (b"a", b"before the signal")
+    sj.signal(2)
+    assert sj.wait_exit() == 0
+    # Both clients see the end of the stream, and the stats come last.
+    assert a.expect_closed() == b""
+    assert b.expect_closed() == b""
+    assert json.loads(sj.stderr_lines()[-1])["messages"] == 1
+
+
 def test_sigterm_with_a_stuck_receiver_exits_cleanly(relay, client):
     sj, addr = relay("-v", "--buffer", "64k")
     stuck = client(addr, "stuck", rcvbuf=4096)
