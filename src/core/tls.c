@@ -74,6 +74,7 @@ static int check_readable(const char *what, const char *path, char *err, size_t 
 
 static int load_identity(SSL_CTX *ctx, const sj_tls_config_t *cfg, char *err, size_t errlen) {
   int rc;
+  ERR_clear_error();
   if ((rc = check_readable("cert", cfg->cert, err, errlen)) != 0 ||
       (rc = check_readable("key", cfg->key, err, errlen)) != 0)
     return rc;
@@ -83,7 +84,7 @@ static int load_identity(SSL_CTX *ctx, const sj_tls_config_t *cfg, char *err, si
   /* Loading the key already checks it against the certificate. */
   if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1 && !key_mismatch())
     return ctx_fail(err, errlen, UV_EINVAL, "bad key file %s: %s", cfg->key, ssl_reason());
-  if (key_mismatch() || SSL_CTX_check_private_key(ctx) != 1)
+  if (ERR_peek_error() != 0 || SSL_CTX_check_private_key(ctx) != 1)
     return ctx_fail(err, errlen, UV_EINVAL, "key %s does not match certificate %s", cfg->key,
                     cfg->cert);
   return 0;
@@ -148,6 +149,8 @@ int sj_tls_ctx_new(const sj_tls_config_t *cfg, sj_tls_ctx_t **out, char *err, si
     return ctx_fail(err, errlen, UV_ENOMEM, "out of memory");
   }
   SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION);
+  /* TLS 1.2 renegotiation: a peer could make us queue work without end. */
+  SSL_CTX_set_options(ssl_ctx, SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_mode(ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   int rc = cfg->server ? setup_server(ssl_ctx, cfg, err, errlen)
                        : setup_client(ssl_ctx, cfg, err, errlen);
