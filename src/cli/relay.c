@@ -91,8 +91,10 @@ static int parse_count(const char *s, unsigned long long min, unsigned long long
   if (errno != 0)
     return -1;
   if (allow_suffix && *end != '\0' && end[1] == '\0') {
-    int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20
-              : *end == 'g' || *end == 'G' ? 30 : -1;
+    int shift = *end == 'k' || *end == 'K'   ? 10
+                : *end == 'm' || *end == 'M' ? 20
+                : *end == 'g' || *end == 'G' ? 30
+                                             : -1;
     if (shift < 0 || v > (max >> shift))
       return -1;
     v <<= shift;
@@ -196,7 +198,8 @@ static int apply_flag(const char *arg, relay_config_t *cfg) {
 
 static size_t find_valued(const char *arg, size_t nlen) {
   size_t k = 0;
-  while (k < NVALUED && !(strlen(valued[k].name) == nlen && strncmp(arg, valued[k].name, nlen) == 0))
+  while (k < NVALUED &&
+         !(strlen(valued[k].name) == nlen && strncmp(arg, valued[k].name, nlen) == 0))
     k++;
   return k;
 }
@@ -251,8 +254,8 @@ static void print_time(FILE *f) {
   gettimeofday(&tv, NULL);
   struct tm tm;
   gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1,
-          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+          tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 }
 
 static void on_log(sj_relay_server_t *s, sj_log_level_t level, const char *msg, void *data) {
@@ -307,8 +310,9 @@ static int start(relay_run_t *r, relay_config_t *cfg) {
   int rc = sj_relay_server_new(&r->srv, &r->loop, &cfg->listen, &cfg->opts);
   if (rc != 0) {
     const char *host = cfg->listen.host[0] != '\0' ? cfg->listen.host : "0.0.0.0";
-    fprintf(stderr, strchr(host, ':') ? "sockjoin relay: cannot listen on [%s]:%d: %s\n"
-                                      : "sockjoin relay: cannot listen on %s:%d: %s\n",
+    fprintf(stderr,
+            strchr(host, ':') ? "sockjoin relay: cannot listen on [%s]:%d: %s\n"
+                              : "sockjoin relay: cannot listen on %s:%d: %s\n",
             host, cfg->listen.port, sj_strerror(rc));
     return rc;
   }

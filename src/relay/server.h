@@ -28,18 +28,18 @@ typedef void (*sj_relay_log_cb)(sj_relay_server_t *s, sj_log_level_t level, cons
 typedef void (*sj_relay_server_cb)(sj_relay_server_t *s, void *data);
 
 typedef struct {
-  double register_timeout_s; /* to send "NAME|" after connecting; default 3   */
-  double idle_timeout_s;     /* with no byte received; default 30             */
-  double stall_timeout_s;    /* with output pending and none written; 60      */
-  uint64_t max_message;      /* payload limit; default 16 MiB                 */
-  unsigned max_clients;      /* connections at once; 0 = unlimited            */
-  size_t buffer_size;        /* per-client pending output mark; 256 KiB       */
-  int deliver_raw;           /* 1: deliver the bare payload, no header        */
-  int verbose;               /* lifecycle events at SJ_LOG_INFO               */
-  sj_keepalive_t keepalive;  /* TCP keep-alive; default SJ_KEEPALIVE_DEFAULTS */
-  sj_relay_log_cb log_cb;    /* NULL: messages are dropped                    */
+  double register_timeout_s;  /* to send "NAME|" after connecting; default 3   */
+  double idle_timeout_s;      /* with no byte received; default 30             */
+  double stall_timeout_s;     /* with output pending and none written; 60      */
+  uint64_t max_message;       /* payload limit; default 16 MiB                 */
+  unsigned max_clients;       /* connections at once; 0 = unlimited            */
+  size_t buffer_size;         /* per-client pending output mark; 256 KiB       */
+  int deliver_raw;            /* 1: deliver the bare payload, no header        */
+  int verbose;                /* lifecycle events at SJ_LOG_INFO               */
+  sj_keepalive_t keepalive;   /* TCP keep-alive; default SJ_KEEPALIVE_DEFAULTS */
+  sj_relay_log_cb log_cb;     /* NULL: messages are dropped                    */
   sj_relay_server_cb on_done; /* after sj_relay_server_stop() has finished    */
-  void *data;                /* passed to the callbacks                       */
+  void *data;                 /* passed to the callbacks                       */
 } sj_relay_options_t;
 
 void sj_relay_options_init(sj_relay_options_t *opts);

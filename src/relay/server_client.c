@@ -265,8 +265,7 @@ void sj__relay_client_resume(relay_client_t *c) {
   if (c->closing || c->draining)
     return;
   if (c->cut) {
-    sj__relay_client_finish(c, SJ_LOG_INFO,
-                            "a message to it was cut short by its sender; closing");
+    sj__relay_client_finish(c, SJ_LOG_INFO, "a message to it was cut short by its sender; closing");
     return;
   }
   if (c->blocked)

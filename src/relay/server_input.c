@@ -41,8 +41,8 @@ static void log_unknown(relay_client_t *c, const sj_relay_event_t *ev) {
   name[ev->name_len] = '\0';
   char label[SJ_RELAY_NAME_MAX + SJ_PEER_HOST_MAX + 32];
   sj__relay_client_label(c, label, sizeof label);
-  sj__relay_log(c->srv, SJ_LOG_INFO, "%s: dropped a %llu-byte message to unknown name '%s'",
-                label, (unsigned long long)ev->length, name);
+  sj__relay_log(c->srv, SJ_LOG_INFO, "%s: dropped a %llu-byte message to unknown name '%s'", label,
+                (unsigned long long)ev->length, name);
 }
 
 /* A message header: its receiver is looked up now, once; the header to

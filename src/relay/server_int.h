@@ -28,7 +28,7 @@ struct relay_client {
   sj_link_t link; /* in srv->clients until freed */
   sj_relay_server_t *srv;
   sj_stream_t *stream;
-  uv_timer_t timer; /* the nearest of the registration, idle and stall deadlines */
+  uv_timer_t timer;     /* the nearest of the registration, idle and stall deadlines */
   sj_relay_name_t name; /* set on registration; kept for logs after */
   sj_relay_parser_t parser;
   uint64_t since_ms, last_in_ms, last_out_ms; /* loop time */
@@ -40,7 +40,7 @@ struct relay_client {
   /* Output: what is queued for this client. */
   sj_chunk_t *out_head, *out_tail;
   size_t out_bytes;
-  size_t in_flight; /* of the head chunk, given to the write in flight */
+  size_t in_flight;     /* of the head chunk, given to the write in flight */
   sj_link_t senders;    /* clients whose current message comes here */
   sj_link_t ready_link; /* in srv->ready: may go on reading (or must end) */
   sj_link_t dirty_link; /* in srv->dirty: has output to flush */

@@ -8,9 +8,7 @@
 
 static void on_write(sj_stream_t *s, int status, void *arg);
 
-int sj__relay_out_full(const relay_client_t *c) {
-  return c->out_bytes >= c->srv->opts.buffer_size;
-}
+int sj__relay_out_full(const relay_client_t *c) { return c->out_bytes >= c->srv->opts.buffer_size; }
 
 static void enqueue(relay_client_t *c, sj_chunk_t *ch) {
   ch->next = NULL;
