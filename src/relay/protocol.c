@@ -10,6 +10,11 @@ void sj_relay_parser_init(sj_relay_parser_t *p, uint64_t max_message) {
   p->max_message = max_message;
 }
 
+void sj_relay_parser_init_deliveries(sj_relay_parser_t *p, uint64_t max_message) {
+  sj_relay_parser_init(p, max_message);
+  p->state = ST_DEST;
+}
+
 const char *sj_relay_strerror(int err) {
   switch (err) {
 #define SJ_RELAY_ERR_CASE(name, code, text) \

@@ -64,6 +64,9 @@ typedef struct {
 
 /* A parser for a new connection: its first frame is the registration. */
 void sj_relay_parser_init(sj_relay_parser_t *p, uint64_t max_message);
+/* A parser for what a relay delivers to a client ("SENDER|N|" and the
+ * bytes): no registration frame; SJ_RELAY_MESSAGE events name the sender. */
+void sj_relay_parser_init_deliveries(sj_relay_parser_t *p, uint64_t max_message);
 
 /*
  * Consumes input up to and including the next event. Returns the number of
