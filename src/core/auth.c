@@ -76,6 +76,10 @@ static void forget_challenge(sj_verify_t *v, int status, void *data) {
 static void check_answer(sj_verify_t *v, const char *buf, size_t len, void *data) {
   const sj_auth_t *auth = data;
   size_t line_len;
+  /* A refusal is a decision, after which on_end does not run: the
+   * challenge goes first. */
+  if (sj_authline_next(buf, len, SJ_VERIFY_MAX, &line_len) == SJ_AUTHLINE_TOO_LONG)
+    forget_challenge(v, 0, NULL);
   long n = first_line(v, buf, len, &line_len);
   if (n <= 0)
     return;
