@@ -3,7 +3,8 @@ ncat, socat, and other sockjoin processes).
 
     listen:P,auth=token:FILE   the peer's first line must be the file's content
     listen:P,auth=hmac:FILE    sockjoin sends a 64-hex challenge line; the peer
-                               answers hex(HMAC-SHA256(key, challenge)) + "\\n"
+                               answers hex(HMAC-SHA256(key, challenge)) + "\\n";
+                               a right answer is confirmed with "ok\\n"
     connect:H:P,auth=...       sockjoin presents the token / answers the challenge
     --persist N                standing connections of the auth'd connect side
 
@@ -67,11 +68,14 @@ def answer(key, challenge_line):
     return hmac.new(key, challenge_line[:-1], hashlib.sha256).hexdigest().encode() + b"\n"
 
 
-def hmac_client(addr, key, payload=b""):
-    """Connects, answers the challenge with key, sends payload."""
+def hmac_client(addr, key, payload=b"", ok=True):
+    """Connects, answers the challenge with key and sends payload; with ok,
+    checks that the answer was confirmed."""
     s = connect_tcp(addr)
     challenge = read_line(s)
     s.sendall(answer(key, challenge) + payload)
+    if ok:
+        assert read_line(s) == b"ok\n"
     return s, challenge
 
 
@@ -233,6 +237,7 @@ def test_hmac_answer_in_pieces(sockjoin, sockets, secrets):
     for i in range(0, len(reply), 7):
         a.sendall(reply[i:i + 7])
     assert recv_exact(b, 7) == b"payload"
+    assert read_line(a) == b"ok\n"
 
 
 def test_hmac_wrong_answers(sockjoin, sockets, secrets):
@@ -240,7 +245,7 @@ def test_hmac_wrong_answers(sockjoin, sockets, secrets):
     sj = sockjoin("-v", LOCAL + ",auth=hmac:" + key, LOCAL)
     reason = "auth failed: wrong answer to the challenge"
     # Another key.
-    s, _ = hmac_client(sj.addr("A"), b"not the key")
+    s, _ = hmac_client(sj.addr("A"), b"not the key", ok=False)
     sockets(s)
     expect_refusal(s, reason)
     sj.wait_stderr(refused_line("A", s, reason))
@@ -258,6 +263,7 @@ def test_hmac_wrong_answers(sockjoin, sockets, secrets):
         expect_refusal(s, reason)
     # The first one can still answer its own.
     first.sendall(answer(KEY, c1) + b"late but right")
+    assert read_line(first) == b"ok\n"
     b = sockets(connect_tcp(sj.addr("B")))
     assert recv_exact(b, 14) == b"late but right"
 
@@ -284,10 +290,46 @@ def test_connect_side_answers_challenge(sockjoin, sockets, servers, secrets):
     challenge = os.urandom(32).hex().encode() + b"\n"
     conn.sendall(challenge)
     assert recv_exact(conn, 65) == answer(KEY, challenge)
-    # What A sent before the answer comes after it, and replies flow back.
+    # Nothing is relayed before the answer is confirmed.
+    r, _, _ = select.select([conn], [], [], 0.5)
+    assert not r
+    conn.sendall(b"ok\n")
+    # What A sent before comes after the answer, and replies flow back.
     assert recv_exact(conn, 5) == b"early"
     conn.sendall(b"welcome")
     assert recv_exact(a, 7) == b"welcome"
+
+
+def test_connect_side_takes_ok_and_data_with_the_challenge(sockjoin, sockets, servers, secrets):
+    """The verdict (and data behind it) may come in the same segment as the
+    challenge; a peer that already knows the answer is right may do so."""
+    key = secrets("key", KEY)
+    server = servers()
+    sj = sockjoin(LOCAL, "connect:" + server.addr + ",auth=hmac:" + key)
+    a = sockets(connect_tcp(sj.addr("A")))
+    conn = server.accept_next()
+    challenge = os.urandom(32).hex().encode() + b"\n"
+    conn.sendall(challenge + b"ok\nserver data")
+    assert recv_exact(conn, 65) == answer(KEY, challenge)
+    assert recv_exact(a, 11) == b"server data"
+
+
+def test_connect_side_refused_by_its_peer(sockjoin, sockets, servers, secrets):
+    key = secrets("key", KEY)
+    server = servers()
+    sj = sockjoin("-v", LOCAL, "connect:" + server.addr + ",auth=hmac:" + key)
+    a = sockets(connect_tcp(sj.addr("A")))
+    a.sendall(b"must not leak")
+    conn = server.accept_next()
+    conn.sendall(os.urandom(32).hex().encode() + b"\n")
+    read_line(conn)  # the answer
+    conn.sendall(b"auth failed: not today\n")
+    kind, data = expect_closed(conn)
+    assert b"must not leak" not in data
+    kind, data = expect_closed(a)
+    assert data == b""
+    sj.wait_stderr(r"B 127\.0\.0\.1:%d refused: the peer refused us: auth failed: not today$"
+                   % server.port)
 
 
 def test_connect_side_refuses_a_peer_without_challenge(sockjoin, sockets, servers, secrets):
@@ -376,7 +418,7 @@ def test_descriptors_back_to_baseline_after_rejected_burst(sockjoin, sockets, se
         s.sendall(b"wrong %d\n" % i)
         peers.append(s)
     for i in range(10):
-        s, _ = hmac_client(sj.addr("B"), b"wrong key")
+        s, _ = hmac_client(sj.addr("B"), b"wrong key", ok=False)
         peers.append(s)
     for i in range(10):
         peers.append(connect_tcp(sj.addr("A")))  # silent: the deadline refuses them
@@ -506,28 +548,39 @@ def test_persist_server_speaks_first_once_client_speaks(sockjoin, sockets, serve
     assert service.accepts == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a standing connection takes the relay's refusal line "
-                   "for its peer's first byte (dials the service, forwards the line, and replaces "
-                   "itself at once, without back-off)")
-def test_persist_with_wrong_key_never_dials_the_service(sockjoin, servers, secrets):
-    key = secrets("key", KEY)
-    wrong = secrets("wrong", b"another key")
+def persist_with_wrong_secret(sockjoin, servers, secrets, auth):
+    """A device whose secret the relay refuses: the service must never be
+    dialled (the refusal is not its peer speaking), and the device must back
+    off instead of reconnecting at once, again and again."""
+    right = secrets("right", KEY)
+    wrong = secrets("wrong", b"another secret")
     got = []
 
     def handler(conn, index):
         got.append(recv_until_eof(conn))
     service = servers(handler=handler)
-    relay = relay_with(sockjoin, key)
+    relay = sockjoin("-v", LOCAL + ",auth=%s:%s" % (auth, right),
+                     LOCAL + ",auth=%s:%s" % (auth, right))
     sockjoin("-v", "--persist", "1", "connect:" + service.addr,
-             "connect:%s,auth=hmac:%s" % (relay.listening["B"], wrong), wait=False)
-    relay.wait_stderr(r"B 127\.0\.0\.1:\d+ refused: auth failed: wrong answer to the challenge")
-    # A bounded look: the service is never dialled, and the refused device
-    # backs off instead of reconnecting at once, again and again.
-    deadline = time.monotonic() + 2
+             "connect:%s,auth=%s:%s" % (relay.listening["B"], auth, wrong), wait=False)
+    reason = "wrong answer to the challenge" if auth == "hmac" else "wrong token"
+    relay.wait_stderr(r"B 127\.0\.0\.1:\d+ refused: auth failed: " + reason)
+    deadline = time.monotonic() + 2  # a bounded look, not a synchronisation
     while time.monotonic() < deadline:
         assert service.accepts == 0, got[:3]
         time.sleep(0.05)
     assert len(relay.stderr_matches(r"refused")) < 20
+
+
+def test_persist_with_wrong_key_never_dials_the_service(sockjoin, servers, secrets):
+    persist_with_wrong_secret(sockjoin, servers, secrets, "hmac")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: with auth=token a standing connection takes the "
+                   "relay's refusal line for its peer's first byte (dials the service, forwards "
+                   "the line, and replaces itself at once, without back-off)")
+def test_persist_with_wrong_token_never_dials_the_service(sockjoin, servers, secrets):
+    persist_with_wrong_secret(sockjoin, servers, secrets, "token")
 
 
 # --------------------------------------------------------------------------
