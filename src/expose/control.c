@@ -21,6 +21,7 @@ const char *sj_xctl_strerror(int err) {
 
 typedef struct {
   const char *p, *end;
+  int dangling; /* the last space ended the line: an empty field follows */
 } cursor_t;
 
 static int printable(const char *s, size_t n) {
@@ -30,24 +31,26 @@ static int printable(const char *s, size_t n) {
   return 1;
 }
 
-/* The next word (up to a space or the end); the space is skipped. An
- * empty word (two spaces, a space at either end) is a malformed line. */
+/* The next word (up to a space or the end); the space is skipped. Returns
+ * 1 with a word, 0 at the end of the line, -1 for an empty word (two
+ * spaces, or a space at either end), which makes a line malformed. */
 static int next_word(cursor_t *c, const char **w, size_t *n) {
   if (c->p >= c->end)
-    return 0;
+    return c->dangling ? -1 : 0;
   const char *sp = memchr(c->p, ' ', (size_t)(c->end - c->p));
   const char *stop = sp != NULL ? sp : c->end;
   *w = c->p;
   *n = (size_t)(stop - c->p);
   c->p = sp != NULL ? sp + 1 : c->end;
-  return *n > 0 && !(sp != NULL && c->p == c->end) ? 1 : -1;
+  c->dangling = sp != NULL && c->p == c->end;
+  return *n > 0 ? 1 : -1;
 }
 
 static int word_is(const char *w, size_t n, const char *lit) {
   return n == strlen(lit) && memcmp(w, lit, n) == 0;
 }
 
-static int at_end(const cursor_t *c) { return c->p >= c->end; }
+static int at_end(const cursor_t *c) { return c->p >= c->end && !c->dangling; }
 
 /* Plain decimal digits, no leading zero (but "0"), at most max. */
 static int parse_number(const char *w, size_t n, uint64_t max, uint64_t *out) {
@@ -89,7 +92,7 @@ static int copy_rest(cursor_t *c, sj_xctl_msg_t *msg) {
   size_t n = (size_t)(c->end - c->p);
   if (n > SJ_XCTL_TEXT_MAX)
     return SJ_XCTL_ETEXT;
-  if (n > 0 && (c->p[0] == ' ' || c->p[n - 1] == ' '))
+  if (c->dangling || (n > 0 && (c->p[0] == ' ' || c->p[n - 1] == ' ')))
     return SJ_XCTL_EFIELDS;
   memcpy(msg->text, c->p, n);
   msg->text[n] = '\0';
@@ -235,7 +238,7 @@ long sj_xctl_parse(sj_xctl_stage_t stage, const char *buf, size_t len, sj_xctl_m
   if (!printable(buf, n))
     return not_ours ? SJ_XCTL_EGREETING : SJ_XCTL_ECHAR;
   memset(msg, 0, sizeof *msg);
-  cursor_t c = {buf, buf + n};
+  cursor_t c = {buf, buf + n, 0};
   int rc = parse_line(stage, &c, msg);
   return rc != 0 ? rc : (long)(nl - buf) + 1;
 }
