@@ -129,16 +129,20 @@ static int vteardown(void **state) {
   return rc;
 }
 
-/* Reads fd to its end and checks it got exactly want. */
+/* Reads fd to its end, checks it got exactly want, and closes it (so a
+ * refused socket's linger ends at once). */
 static void expect_all(fx_t *fx, int fd, const char *want) {
   char *got = read_to_end(fx, fd);
   assert_string_equal(got, want);
   free(got);
+  fx_close_fd(fx, fd);
 }
 
-static void expect_refused_logged(fx_t *fx, char side, int fd, const char *why) {
+/* Waits for the one log line of a refused socket (of local port port). */
+static void expect_refused_logged(fx_t *fx, char side, int port, const char *why) {
   char want[256];
-  snprintf(want, sizeof want, "%c 127.0.0.1:%d refused: %s", side, local_port(fd), why);
+  snprintf(want, sizeof want, "%c 127.0.0.1:%d refused: %s", side, port, why);
+  WAIT_FOR(&fx->loop, fx_logged(fx, want) > 0);
   if (fx_logged(fx, want) != 1) {
     fx_dump_log(fx);
     fail_msg("expected one log line '%s'", want);
@@ -205,13 +209,14 @@ static void test_auth_failure_then_success(void **state) {
     bad[i] = client(fx, i < 3 ? pa : pb);
     send_str(bad[i], "nope");
   }
-  for (int i = 0; i < 6; i++)
+  for (int i = 0; i < 6; i++) {
+    int port = local_port(bad[i]);
     expect_all(fx, bad[i], GO_REASON "\n");
+    expect_refused_logged(fx, i < 3 ? 'A' : 'B', port, GO_REASON);
+  }
   assert_int_equal(vs->rejected[SJ_A], 3);
   assert_int_equal(vs->rejected[SJ_B], 3);
   assert_int_equal(fx->pair_calls, 0);
-  for (int i = 0; i < 6; i++)
-    expect_refused_logged(fx, i < 3 ? 'A' : 'B', bad[i], GO_REASON);
 
   int b = client(fx, pb);
   send_str(b, "go");
@@ -337,9 +342,10 @@ static void test_auth_async_reject(void **state) {
   int a = client(fx, port_of(fx, SJ_A));
   send_str(a, "no, thanks");
   WAIT_FOR(&fx->loop, vs->states == 1);
+  int port = local_port(a);
   expect_all(fx, a, GO_REASON "\n");
   assert_int_equal(vs->rejected[SJ_A], 1);
-  expect_refused_logged(fx, 'A', a, GO_REASON);
+  expect_refused_logged(fx, 'A', port, GO_REASON);
   WAIT_FOR(&fx->loop, vs->states == 0);
 }
 
@@ -358,6 +364,7 @@ static void test_auth_timeout(void **state) {
   send_str(partial, "g");
   int undecided = client(fx, port_of(fx, SJ_A));
   send_str(undecided, "go");
+  int silent_port = local_port(silent), partial_port = local_port(partial);
   expect_all(fx, silent, "auth failed: timed out\n");
   expect_all(fx, partial, "auth failed: timed out\n");
   expect_all(fx, undecided, "auth failed: timed out\n");
@@ -365,8 +372,8 @@ static void test_auth_timeout(void **state) {
   assert_int_equal(vs->ended[SJ_A], 3);
   assert_int_equal(vs->end_status[SJ_A], UV_ECANCELED);
   WAIT_FOR(&fx->loop, vs->states == 0);
-  expect_refused_logged(fx, 'A', silent, "auth timed out");
-  expect_refused_logged(fx, 'A', partial, "auth timed out");
+  expect_refused_logged(fx, 'A', silent_port, "auth timed out");
+  expect_refused_logged(fx, 'A', partial_port, "auth timed out");
   assert_int_equal(fx->pair_calls, 0);
   assert_int_equal(fx->done_calls, 0);
 }
@@ -520,7 +527,7 @@ static void test_auth_message_too_long(void **state) {
   assert_true(reader_is(&r, "auth failed: auth message too long\n"));
   reader_free(&r);
   assert_int_equal(end_status, UV_ENOBUFS);
-  expect_refused_logged(fx, 'A', a, "auth failed: auth message too long");
+  expect_refused_logged(fx, 'A', local_port(a), "auth failed: auth message too long");
   /* A line within the cap is fine. */
   int a2 = client(fx, port_of(fx, SJ_A));
   send_all(a2, junk, SJ_VERIFY_MAX - 1);
