@@ -3,11 +3,14 @@
  * "NAME|", then send "DEST|N|" and N bytes to any other name; the relay
  * delivers "SENDER|N|" and the bytes (or the bare bytes, in raw mode).
  *
- * Payloads are forwarded as they arrive, never buffered whole. Each client
- * has a bounded queue of output; a sender whose current destination is over
- * its bound is not read until that queue drains (backpressure), so nothing
- * accepted is ever dropped and memory stays bounded per client. A receiver
- * that makes no progress for the stall timeout is disconnected.
+ * Payloads are forwarded as they arrive, never buffered whole. A receiver's
+ * stream carries one message at a time: senders to it take turns in the
+ * order their headers arrived, and one waiting for its turn is not read.
+ * Each client has a bounded queue of output; a sender whose current
+ * destination is over its bound is not read until that queue drains
+ * (backpressure), so nothing accepted is ever dropped and memory stays
+ * bounded per client. A receiver that makes no progress for the stall
+ * timeout is disconnected.
  *
  * Library-internal (not in sockjoin.h). Like the rest of the library it
  * never prints: it reports through the log callback.

@@ -143,22 +143,13 @@ void sj__relay_client_start(sj_relay_server_t *srv, sj_stream_t *s) {
  * ends do not recurse from client to client). */
 static void cut(relay_client_t *d);
 
-/* The client's current message, if any, ends here. */
-static void drop_message(relay_client_t *c) {
-  if (c->dest == NULL)
-    return;
-  sj_list_remove(&c->dest_link);
-  c->dest = NULL;
-  c->header_pending = 0;
-}
-
 /* c stops being a sender: a message it had started to deliver is cut. */
 static void leave_as_sender(relay_client_t *c) {
   relay_client_t *d = c->dest;
   if (d == NULL)
     return;
   int started = !c->header_pending && c->parser.remaining > 0;
-  drop_message(c);
+  sj__relay_end_turn(c);
   c->srv->stats.dropped++;
   if (started && !c->srv->opts.deliver_raw && !c->srv->stopping)
     cut(d);
@@ -169,7 +160,7 @@ static void leave_as_receiver(relay_client_t *c) {
   sj__relay_wake_senders(c);
   while (!sj_list_empty(&c->senders)) {
     relay_client_t *s = sj_container_of(c->senders.next, relay_client_t, dest_link);
-    drop_message(s);
+    sj__relay_end_turn(s);
     c->srv->stats.dropped++;
   }
 }

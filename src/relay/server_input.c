@@ -66,8 +66,7 @@ static void on_message(relay_client_t *c, const sj_relay_event_t *ev) {
 
 static void end_message(relay_client_t *c) {
   c->srv->stats.messages++;
-  sj_list_remove(&c->dest_link);
-  c->dest = NULL;
+  sj__relay_end_turn(c);
 }
 
 static void out_of_memory(relay_client_t *d) {
@@ -125,8 +124,8 @@ static void on_event(relay_client_t *c, const sj_relay_event_t *ev, sj_chunk_t *
   }
 }
 
-/* The receiver is over its bound: c is not read until it drains, and the
- * rest of this read waits with c. */
+/* c may not queue bytes for its receiver now: c is not read until it may,
+ * and the rest of this read waits with c. */
 static void block(relay_client_t *c, sj_chunk_t *chunk) {
   if (chunk != NULL && sj_chunk_remaining(chunk) == 0) {
     sj_pool_put(&c->srv->pool, chunk);
@@ -139,6 +138,11 @@ static void block(relay_client_t *c, sj_chunk_t *chunk) {
   c->reading = 0;
 }
 
+/* c's turn at its receiver: first in line, and room in the queue. */
+static int may_queue(const relay_client_t *c) {
+  return c->dest->senders.next == &c->dest_link && !sj__relay_out_full(c->dest);
+}
+
 static void malformed(relay_client_t *c, int err) {
   c->srv->stats.malformed++;
   sj__relay_client_close(c, SJ_LOG_ERROR, "malformed frame: %s; closing", sj_relay_strerror(err));
@@ -149,7 +153,7 @@ static void malformed(relay_client_t *c, int err) {
 static int step(relay_client_t *c, sj_chunk_t **chunk) {
   if (c->closing || c->draining)
     return 1;
-  if (c->dest != NULL && sj__relay_out_full(c->dest)) {
+  if (c->dest != NULL && !may_queue(c)) {
     block(c, *chunk);
     *chunk = NULL;
     return 1;

@@ -40,8 +40,11 @@ struct relay_client {
   /* Output: what is queued for this client. */
   sj_chunk_t *out_head, *out_tail;
   size_t out_bytes;
-  size_t in_flight;     /* of the head chunk, given to the write in flight */
-  sj_link_t senders;    /* clients whose current message comes here */
+  size_t in_flight; /* of the head chunk, given to the write in flight */
+  /* Clients whose current message comes here, in the order their headers
+   * arrived. Only the first may queue bytes: a receiver's stream carries one
+   * message at a time, so the others wait (are not read) for their turn. */
+  sj_link_t senders;
   sj_link_t ready_link; /* in srv->ready: may go on reading (or must end) */
   sj_link_t dirty_link; /* in srv->dirty: has output to flush */
   int handles;          /* stream and timer not yet closed */
@@ -109,7 +112,12 @@ void sj__relay_out_push(relay_client_t *c, sj_chunk_t *chunk);
 void sj__relay_out_flush(relay_client_t *c);
 /* Returns every queued chunk to the pool (after the stream has closed). */
 void sj__relay_out_discard(relay_client_t *c);
-/* Lets every sender blocked on c go on (c drained, or c is going away). */
+/* Lets every sender blocked on c go on (c is going away). */
 void sj__relay_wake_senders(relay_client_t *c);
+/* Lets the first sender to c go on, if it waits and c has room. */
+void sj__relay_wake_first(relay_client_t *c);
+/* c's message to its receiver ends (done, dropped, or c goes): the next
+ * sender in line there may go on. */
+void sj__relay_end_turn(relay_client_t *c);
 
 #endif

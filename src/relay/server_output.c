@@ -85,22 +85,42 @@ static void advance(relay_client_t *c, size_t n) {
   sj_pool_put(&c->srv->pool, h);
 }
 
-void sj__relay_wake_senders(relay_client_t *c) {
-  for (sj_link_t *l = c->senders.next; l != &c->senders; l = l->next) {
-    relay_client_t *s = sj_container_of(l, relay_client_t, dest_link);
-    if (s->blocked) {
-      s->blocked = 0;
-      if (!sj_list_linked(&s->ready_link))
-        sj_list_push(&c->srv->ready, &s->ready_link);
-    }
-  }
+static void wake(relay_client_t *s) {
+  if (!s->blocked)
+    return;
+  s->blocked = 0;
+  if (!sj_list_linked(&s->ready_link))
+    sj_list_push(&s->srv->ready, &s->ready_link);
 }
 
-/* After writing: senders go on below half the bound, and a client that
- * was only waiting for its output to go out is closed. */
+/* Only the first in line can use room, so only it is woken: the others
+ * are woken in turn as the ones before them finish (FIFO, no herd). */
+void sj__relay_wake_first(relay_client_t *c) {
+  if (sj_list_empty(&c->senders) || sj__relay_out_full(c))
+    return;
+  wake(sj_container_of(c->senders.next, relay_client_t, dest_link));
+}
+
+void sj__relay_end_turn(relay_client_t *c) {
+  relay_client_t *d = c->dest;
+  if (d == NULL)
+    return;
+  sj_list_remove(&c->dest_link);
+  c->dest = NULL;
+  c->header_pending = 0;
+  sj__relay_wake_first(d);
+}
+
+void sj__relay_wake_senders(relay_client_t *c) {
+  for (sj_link_t *l = c->senders.next; l != &c->senders; l = l->next)
+    wake(sj_container_of(l, relay_client_t, dest_link));
+}
+
+/* After writing: the sender in turn goes on below half the bound, and a
+ * client that was only waiting for its output to go out is closed. */
 static void written(relay_client_t *c) {
   if (c->out_bytes <= c->srv->opts.buffer_size / 2)
-    sj__relay_wake_senders(c);
+    sj__relay_wake_first(c);
   if (c->draining && c->out_head == NULL)
     sj__relay_client_close(c, SJ_LOG_INFO, NULL);
 }

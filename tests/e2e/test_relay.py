@@ -471,6 +471,40 @@ def test_slow_receiver_fast_sender_bounded_and_lossless(relay, client):
         assert max(samples) - rss_before < 6 * 1024, (rss_before, max(samples))
 
 
+def test_many_senders_to_one_receiver(relay, client):
+    """20 senders at once into one receiver with a small queue: they are held
+    back and woken again and again; every message arrives whole, each
+    sender's in order."""
+    sj, addr = relay("-v", "--buffer", "64k")
+    hub = client(addr, "hub", rcvbuf=64 * 1024)
+    registered(sj, "hub")
+    senders = [client(addr, "s%02d" % i) for i in range(20)]
+    for c in senders:
+        roundtrip(c)
+    per, size = 40, 20000
+
+    def payload(i, k):
+        return bytes([65 + i]) * 4 + k.to_bytes(4, "big") + bytes([97 + (i + k) % 26]) * (size - 8)
+
+    def send_all(i):
+        for k in range(per):
+            senders[i].send("hub", payload(i, k))
+
+    workers = [Worker(send_all, i) for i in range(20)]
+    for w in workers:
+        w.start()
+    next_k = {}
+    for _ in range(20 * per):
+        sender, data = hub.recv_message(timeout=DEADLINE * 2)
+        i = int(sender[1:])
+        k = next_k.get(i, 0)
+        assert data == payload(i, k), "message %d of %r wrong or out of order" % (k, sender)
+        next_k[i] = k + 1
+    for w in workers:
+        w.join_result()
+    assert next_k == {i: per for i in range(20)}
+
+
 def test_stuck_receiver_holds_back_only_its_senders(relay, client):
     sj, addr = relay("-v", "--buffer", "64k")
     stuck = client(addr, "stuck", rcvbuf=4096)
