@@ -228,6 +228,37 @@ def test_hmac_ok(sockjoin, sockets, secrets):
     sj.wait_stderr(r"pair 1 closed: A->B 6 bytes, B->A 6 bytes$")
 
 
+def test_hmac_fifo_by_auth_completion(sockjoin, sockets, secrets):
+    """Refused and stalled peers in between do not disturb the order: the
+    i-th A confirmed ("ok") pairs with the i-th B confirmed."""
+    key = secrets("key", KEY)
+    sj = sockjoin("-v", LOCAL + ",auth=hmac:" + key, LOCAL + ",auth=hmac:" + key)
+    good_a = []
+    for i in range(3):
+        s, _ = hmac_client(sj.addr("A"), KEY, b"A%d" % i)
+        good_a.append(sockets(s))
+        bad, _ = hmac_client(sj.addr("A"), b"wrong", ok=False)
+        sockets(bad)
+        sockets(connect_tcp(sj.addr("A")))  # stalls: never answers
+    # An A that connected first but answers last is the last in the queue.
+    late = sockets(connect_tcp(sj.addr("A")))
+    late_challenge = read_line(late)
+    good_b = []
+    for i in range(3):
+        s, _ = hmac_client(sj.addr("B"), KEY)
+        good_b.append(sockets(s))
+    late.sendall(answer(KEY, late_challenge) + b"LATE")
+    assert read_line(late) == b"ok\n"
+    last_b, _ = hmac_client(sj.addr("B"), KEY)
+    sockets(last_b)
+    for i in range(3):
+        assert recv_exact(good_b[i], 2) == b"A%d" % i
+        sj.wait_stderr(r"pair %d formed: A 127\.0\.0\.1:%d <-> B 127\.0\.0\.1:%d$"
+                       % (i + 1, good_a[i].getsockname()[1], good_b[i].getsockname()[1]))
+    assert recv_exact(last_b, 4) == b"LATE"
+    assert len(sj.stderr_matches(r"refused")) == 3
+
+
 def test_hmac_answer_in_pieces(sockjoin, sockets, secrets):
     key = secrets("key", KEY)
     sj = sockjoin(LOCAL + ",auth=hmac:" + key, LOCAL)

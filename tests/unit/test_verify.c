@@ -10,6 +10,9 @@
  */
 #include "connector_fixture.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 /* ---- the "go" verifier ------------------------------------------------- */
 
 #define GO_REASON "auth failed: say go"
@@ -538,6 +541,118 @@ static void test_auth_message_too_long(void **state) {
 }
 
 /* ======================================================================== */
+/* The built-in verifiers, through a side's auth= option                    */
+/* ======================================================================== */
+
+/* A secret file of the test's own; returns its path (static storage). */
+static const char *secret_file(const char *content) {
+  static char path[64];
+  snprintf(path, sizeof path, "/tmp/sj-test-secret-XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+  close(fd);
+  return path;
+}
+
+/* Reads the 64-hex challenge line and returns the right answer line. */
+static void answer_challenge(fx_t *fx, int fd, const char *key, char reply[66]) {
+  reader_t r;
+  reader_init(&r, fd);
+  WAIT_FOR(&fx->loop, reader_has(&r, 65));
+  assert_int_equal(r.len, 65);
+  assert_int_equal(r.buf[64], '\n');
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  assert_non_null(HMAC(EVP_sha256(), key, (int)strlen(key), r.buf, 64, mac, &n));
+  assert_int_equal(n, 32);
+  for (unsigned i = 0; i < n; i++)
+    snprintf(reply + 2 * i, 3, "%02x", mac[i]);
+  reply[64] = '\n';
+  reply[65] = '\0';
+  reader_free(&r);
+}
+
+static void test_builtin_hmac_checker(void **state) {
+  fx_t *fx = *state;
+  const char *path = secret_file("k3y\n");
+  sj_side_spec_t a = side("listen:127.0.0.1:0,auth=hmac:%s", path), b = side("listen:127.0.0.1:0");
+  assert_int_equal(sj_server_to_server(&fx->c, &fx->loop, &a, &b, &fx->opts), 0);
+  unlink(path); /* read when the connector started */
+
+  /* Right: "ok", then the bytes behind the answer are relayed. */
+  int good = client(fx, port_of(fx, SJ_A));
+  char reply[66];
+  answer_challenge(fx, good, "k3y", reply);
+  send_str(good, reply);
+  send_str(good, "data");
+  int fb = client(fx, port_of(fx, SJ_B));
+  WAIT_FOR(&fx->loop, fx->pair_calls == 1);
+  reader_t r;
+  reader_init(&r, good);
+  WAIT_FOR(&fx->loop, reader_has(&r, 3));
+  assert_true(reader_is(&r, "ok\n"));
+  reader_free(&r);
+  reader_init(&r, fb);
+  WAIT_FOR(&fx->loop, reader_has(&r, 4));
+  assert_true(reader_is(&r, "data"));
+  reader_free(&r);
+
+  /* Wrong key; an answer line too long (the checker's challenge must not
+   * leak: run under ASan). */
+  int wrong = client(fx, port_of(fx, SJ_A));
+  answer_challenge(fx, wrong, "not the key", reply);
+  send_str(wrong, reply);
+  expect_all(fx, wrong, "auth failed: wrong answer to the challenge\n");
+  int flood = client(fx, port_of(fx, SJ_A));
+  answer_challenge(fx, flood, "k3y", reply);
+  char junk[SJ_VERIFY_MAX];
+  memset(junk, 'f', sizeof junk);
+  send_all(flood, junk, sizeof junk);
+  expect_all(fx, flood, "auth failed: auth line too long\n");
+  /* A peer that leaves mid-challenge. */
+  int leaver = client(fx, port_of(fx, SJ_A));
+  answer_challenge(fx, leaver, "k3y", reply);
+  int refused_before = fx_logged(fx, "refused");
+  fx_close_fd(fx, leaver);
+  WAIT_FOR(&fx->loop, fx_logged(fx, "refused") == refused_before + 1);
+}
+
+/* The token presenter of a connect side, and a bad secret file. */
+static void test_builtin_token_presenter(void **state) {
+  fx_t *fx = *state;
+  test_listener_t tl;
+  test_listener_open(fx, &tl);
+  const char *path = secret_file("t0ken\r\n");
+  sj_side_spec_t a = side("listen:127.0.0.1:0"), b = side("connect:127.0.0.1:%d,auth=token:%s",
+                                                           tl.port, path);
+  assert_int_equal(sj_server_to_socket(&fx->c, &fx->loop, &a, &b, &fx->opts), 0);
+  unlink(path);
+  int fa = client(fx, port_of(fx, SJ_A));
+  send_str(fa, "after");
+  WAIT_FOR(&fx->loop, test_listener_accept(fx, &tl) == 1);
+  reader_t r;
+  reader_init(&r, tl.accepted[0]);
+  WAIT_FOR(&fx->loop, reader_has(&r, 11));
+  assert_true(reader_is(&r, "t0ken\nafter"));
+  reader_free(&r);
+  fx_close_connector(fx);
+
+  /* The file is gone now: the connector does not start, and says which
+   * file it could not read. */
+  fx->close_requested = 0;
+  fx->close_calls = fx->done_calls = 0;
+  sj_side_t failed = SJ_A;
+  int rc = sj_connector_new(&fx->c, &fx->loop, &a, &b, &fx->opts, &failed);
+  assert_int_equal(rc, SJ_ECONFIG);
+  assert_null(fx->c);
+  assert_int_equal(failed, SJ_B);
+  char want[128];
+  snprintf(want, sizeof want, "secret file %s: No such file or directory", path);
+  assert_non_null(strstr(fx->last_error, want));
+}
+
+/* ======================================================================== */
 /* The connector's close reaps sockets mid-auth                             */
 /* ======================================================================== */
 
@@ -677,6 +792,8 @@ int main(void) {
       T(test_auth_then_eof_before_pairing),
       T(test_verifier_writes_challenge),
       T(test_auth_message_too_long),
+      T(test_builtin_hmac_checker),
+      T(test_builtin_token_presenter),
       T(test_close_while_mid_auth),
       T(test_persist_dials_when_peer_speaks),
       T(test_persist_replaces_dropped_standing),
