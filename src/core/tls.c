@@ -1,5 +1,5 @@
-/* TLS over any stream: OpenSSL works on two memory BIOs, and the filter
- * (filter.c) moves their bytes to and from the lower stream. */
+/* TLS over any stream: OpenSSL works on a BIO over the filter's buffers,
+ * and the filter (filter.c) moves the bytes to and from the lower stream. */
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -7,14 +7,12 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Unread input handed to OpenSSL at most: more than a whole record (about
- * 16 KiB), so the handshake or a read can always go on. */
-#define RBIO_MAX (64 * 1024)
 /* Plain bytes per SSL_write: one full record. */
 #define RECORD_MAX 16384
 
@@ -28,7 +26,8 @@ struct sj_tls_ctx {
 typedef struct {
   sj_filter_t f; /* first: the filter lives inside */
   SSL *ssl;
-  BIO *rbio, *wbio; /* network side: from and towards the peer */
+  const char *in; /* the input being decoded, for net_read */
+  size_t inlen, inused;
   int seen_input;
 } tls_t;
 
@@ -231,38 +230,67 @@ static int failed_call(tls_t *t, int ret) {
 
 /* ---- the codec ------------------------------------------------------------ */
 
-/* Moves what OpenSSL has written into the filter's queue. */
-static int drain(tls_t *t) {
-  while (BIO_ctrl_pending(t->wbio) > 0) {
-    size_t avail;
-    char *p = sj_filter_reserve(&t->f, 1, &avail);
-    if (p == NULL)
-      return sj_filter_error(&t->f, UV_ENOMEM, "out of memory");
-    int n = BIO_read(t->wbio, p, avail > INT32_MAX ? INT32_MAX : (int)avail);
-    if (n <= 0)
-      break;
-    sj_filter_commit(&t->f, (size_t)n);
+/* OpenSSL's network side is a BIO of ours over the filter's buffers: what
+ * it writes goes straight into the queue towards the lower stream, and it
+ * reads straight from the chunk being decoded. (Memory BIOs would cost a
+ * copy and a memset more per byte each way.) */
+static int net_write(BIO *b, const char *data, int len) {
+  tls_t *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  return sj_filter_send(&t->f, data, (size_t)len) == 0 ? len : -1;
+}
+
+static int net_read(BIO *b, char *buf, int len) {
+  tls_t *t = BIO_get_data(b);
+  size_t left = t->inlen - t->inused;
+  size_t n = left < (size_t)len ? left : (size_t)len;
+  BIO_clear_retry_flags(b);
+  if (n == 0) {
+    BIO_set_retry_read(b); /* not yet: the filter says when input ended */
+    return -1;
   }
+  memcpy(buf, t->in + t->inused, n);
+  t->inused += n;
+  return (int)n;
+}
+
+static long net_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  tls_t *t = BIO_get_data(b);
+  (void)num;
+  (void)ptr;
+  if (cmd == BIO_CTRL_FLUSH)
+    return 1;
+  if (cmd == BIO_CTRL_PENDING)
+    return t != NULL ? (long)(t->inlen - t->inused) : 0;
   return 0;
 }
 
-/* Runs one OpenSSL call's outcome through drain and the error mapping:
- * returns ret when positive, else 0 (wants more), SJ_FILTER_EOF or an
- * error. */
-static int after_call(tls_t *t, int ret) {
-  int rc = drain(t);
-  if (rc < 0)
-    return rc;
-  return ret > 0 ? ret : failed_call(t, ret);
+static int net_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
 }
 
-/* after_call's SJ_FILTER_EOF is positive too: only OpenSSL's own return
- * says whether the call succeeded. */
+static BIO_METHOD *net_method;
+
+static void make_net_method(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sockjoin filter");
+  if (m != NULL && BIO_meth_set_write(m, net_write) == 1 && BIO_meth_set_read(m, net_read) == 1 &&
+      BIO_meth_set_ctrl(m, net_ctrl) == 1 && BIO_meth_set_create(m, net_create) == 1)
+    net_method = m;
+  else
+    BIO_meth_free(m);
+}
+
+/* An OpenSSL call's outcome: ret when positive, else 0 (wants more),
+ * SJ_FILTER_EOF (close_notify) or an error. SJ_FILTER_EOF is positive too:
+ * callers tell it from success by OpenSSL's own return. */
+static int outcome(tls_t *t, int ret) { return ret > 0 ? ret : failed_call(t, ret); }
+
 static int handshake(tls_t *t) {
   ERR_clear_error();
   int ret = SSL_do_handshake(t->ssl);
-  int rc = after_call(t, ret);
-  if (ret == 1 && rc > 0)
+  int rc = outcome(t, ret);
+  if (ret == 1)
     sj_filter_handshake_done(&t->f);
   if (ret == 1 || rc <= 0)
     return rc;
@@ -278,42 +306,42 @@ static int tls_begin(sj_filter_t *f) {
   return rc < 0 ? rc : 0;
 }
 
-/* Takes input into the read BIO; the first byte must open a handshake or an
- * alert record, else the peer speaks something else. */
-static int take_input(tls_t *t, const char *in, size_t inlen, size_t *used) {
-  if (inlen == 0 || BIO_ctrl_pending(t->rbio) >= RBIO_MAX)
-    return 0;
-  if (!t->seen_input && in[0] != 0x16 && in[0] != 0x15)
-    return not_tls(&t->f);
-  t->seen_input = 1;
-  int n = BIO_write(t->rbio, in, inlen > INT32_MAX ? INT32_MAX : (int)inlen);
-  if (n <= 0)
-    return sj_filter_error(&t->f, UV_ENOMEM, "out of memory");
-  *used = (size_t)n;
-  return 0;
-}
-
-static int tls_decode(sj_filter_t *f, const char *in, size_t inlen, size_t *used, char *out,
-                      size_t cap, size_t *produced) {
-  tls_t *t = (tls_t *)f;
-  int rc = take_input(t, in, inlen, used);
-  if (rc < 0)
-    return rc;
-  if (!f->handshake_done && (rc = handshake(t)) <= 0)
+/* The handshake if it is not done yet, then one read. */
+static int read_some(tls_t *t, char *out, size_t cap, size_t *produced) {
+  int rc;
+  if (!t->f.handshake_done && (rc = handshake(t)) <= 0)
     return rc;
   ERR_clear_error();
   int n = SSL_read(t->ssl, out, cap > INT32_MAX ? INT32_MAX : (int)cap);
-  rc = after_call(t, n);
+  rc = outcome(t, n);
   if (rc < 0 || n <= 0)
     return rc; /* 0: more input, please; SJ_FILTER_EOF: close_notify */
   *produced = (size_t)n;
   return 0;
 }
 
+/* The first byte from the peer must open a handshake or an alert record,
+ * else it speaks something other than TLS. */
+static int tls_decode(sj_filter_t *f, const char *in, size_t inlen, size_t *used, char *out,
+                      size_t cap, size_t *produced) {
+  tls_t *t = (tls_t *)f;
+  if (inlen > 0 && !t->seen_input && in[0] != 0x16 && in[0] != 0x15)
+    return not_tls(f);
+  t->seen_input |= inlen > 0;
+  t->in = in;
+  t->inlen = inlen;
+  t->inused = 0;
+  int rc = read_some(t, out, cap, produced);
+  *used = t->inused;
+  t->in = NULL;
+  t->inlen = t->inused = 0;
+  return rc;
+}
+
 static int tls_encode(sj_filter_t *f, const char *buf, size_t len) {
   tls_t *t = (tls_t *)f;
   ERR_clear_error();
-  return after_call(t, SSL_write(t->ssl, buf, len > RECORD_MAX ? RECORD_MAX : (int)len));
+  return outcome(t, SSL_write(t->ssl, buf, len > RECORD_MAX ? RECORD_MAX : (int)len));
 }
 
 /* close_notify. SSL_shutdown returns 0 when the peer's has not come yet:
@@ -322,7 +350,7 @@ static int tls_finish(sj_filter_t *f) {
   tls_t *t = (tls_t *)f;
   ERR_clear_error();
   int ret = SSL_shutdown(t->ssl);
-  int rc = after_call(t, ret == 0 ? 1 : ret);
+  int rc = outcome(t, ret == 0 ? 1 : ret);
   return rc < 0 ? rc : 0;
 }
 
@@ -334,7 +362,7 @@ static int tls_truncated(sj_filter_t *f) {
 
 static void tls_destroy(sj_filter_t *f) {
   tls_t *t = (tls_t *)f;
-  SSL_free(t->ssl); /* and both BIOs */
+  SSL_free(t->ssl); /* and its BIO */
   free(t);
 }
 
@@ -366,19 +394,16 @@ static int set_name(tls_t *t, const sj_tls_ctx_t *ctx, const char *name) {
 }
 
 static int make_ssl(tls_t *t, const sj_tls_ctx_t *ctx, const char *name) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, make_net_method);
+  BIO *bio = net_method != NULL ? BIO_new(net_method) : NULL;
   t->ssl = SSL_new(ctx->ssl_ctx);
-  t->rbio = BIO_new(BIO_s_mem());
-  t->wbio = BIO_new(BIO_s_mem());
-  if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
-    BIO_free(t->rbio);
-    BIO_free(t->wbio);
+  if (t->ssl == NULL || bio == NULL) {
+    BIO_free(bio);
     return UV_ENOMEM;
   }
-  /* Empty means "not yet", not end of input: the filter says when input
-   * has ended. */
-  BIO_set_mem_eof_return(t->rbio, -1);
-  BIO_set_mem_eof_return(t->wbio, -1);
-  SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  BIO_set_data(bio, t);
+  SSL_set_bio(t->ssl, bio, bio); /* one BIO both ways; the SSL owns it */
   if (ctx->server) {
     SSL_set_accept_state(t->ssl);
     return 0;

@@ -1,5 +1,5 @@
 /*
- * TLS as a stream over any stream (OpenSSL 3 over memory BIOs, on the
+ * TLS as a stream over any stream (OpenSSL 3 over in-memory buffers, on the
  * filter machinery of filter.h): a listening side terminates TLS, a
  * connecting side originates it, and either composes with every other
  * layer (TLS over a mux channel, encryption inside TLS, ...).
