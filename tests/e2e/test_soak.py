@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import socket
+import subprocess
 
 import pytest
 
@@ -38,17 +39,9 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-@pytest.mark.parametrize("path", [(), ("--no-splice",)], ids=["splice", "copy"])
-def test_soak_64_pairs_16mib_each_way(sockjoin, path):
-    sj = sockjoin(*path, "-v", *LL)
-    fds_before, rss_before = fd_count(sj.pid), sj.rss_kib()
-    buf = os.urandom(SIZE)
-    pairs = []
-    for i in range(PAIRS):  # A_i then B_i, so pair i joins them (FIFO)
-        a = connect_tcp(sj.addr("A"))
-        b = connect_tcp(sj.addr("B"))
-        pairs.append((a, b))
-    wait_for(lambda: len(sj.stderr_matches(r"pair \d+ formed")) == PAIRS, what="64 pairs")
+def soak_transfers(pairs, buf):
+    """Every pair carries buf, rotated per pair and direction, both ways at
+    once, with random write sizes and stalling readers; checked by hash."""
     jobs, expect = [], []
     for i, (a, b) in enumerate(pairs):
         off_a, off_b = (i * 7919) % SIZE, (i * 104729 + 1) % SIZE
@@ -63,11 +56,25 @@ def test_soak_64_pairs_16mib_each_way(sockjoin, path):
     for i, group in enumerate(jobs):
         group[0].join_result(DEADLINE * 8)
         group[1].join_result(DEADLINE * 8)
-        assert group[2].join_result(DEADLINE * 8) == (SIZE, expect[i][0]), "pair %d A->B" % i
-        assert group[3].join_result(DEADLINE * 8) == (SIZE, expect[i][1]), "pair %d B->A" % i
+        assert group[2].join_result(DEADLINE * 8) == (len(buf), expect[i][0]), "pair %d A->B" % i
+        assert group[3].join_result(DEADLINE * 8) == (len(buf), expect[i][1]), "pair %d B->A" % i
     for a, b in pairs:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("path", [(), ("--no-splice",)], ids=["splice", "copy"])
+def test_soak_64_pairs_16mib_each_way(sockjoin, path):
+    sj = sockjoin(*path, "-v", *LL)
+    fds_before, rss_before = fd_count(sj.pid), sj.rss_kib()
+    buf = os.urandom(SIZE)
+    pairs = []
+    for i in range(PAIRS):  # A_i then B_i, so pair i joins them (FIFO)
+        a = connect_tcp(sj.addr("A"))
+        b = connect_tcp(sj.addr("B"))
+        pairs.append((a, b))
+    wait_for(lambda: len(sj.stderr_matches(r"pair \d+ formed")) == PAIRS, what="64 pairs")
+    soak_transfers(pairs, buf)
     wait_for(lambda: len(sj.stderr_matches(r"pair \d+ closed")) == PAIRS, what="64 pairs closed")
     # The zero-copy path makes one pipe on first use and keeps it: two
     # descriptors for the whole process, whatever the number of pairs.
@@ -82,3 +89,77 @@ def test_soak_64_pairs_16mib_each_way(sockjoin, path):
     if not os.environ.get("SOCKJOIN_SANITIZED"):
         assert sj.rss_kib() - rss_before < 8 * 1024, (rss_before, sj.rss_kib())
     assert sj.alive()
+
+
+# Through the secure layers: a relay in the middle, a front on each side.
+# Under the sanitizers (several times slower) the secure soak is smaller.
+SECURE_PAIRS = 16 if os.environ.get("SOCKJOIN_SANITIZED") else PAIRS
+SECURE_SIZE = (4 << 20) if os.environ.get("SOCKJOIN_SANITIZED") else SIZE
+
+
+def make_cert(tmp):
+    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("layer", ["tls", "encrypt"])
+def test_soak_through_secure_layers(sockjoin, short_tmp, layer):
+    """plain -> front -> (TLS | encrypt=) -> relay -> (TLS | encrypt=) -> front -> plain,
+    twice over. With TLS the relay terminates and re-originates it; with
+    encrypt= the relay only ever carries ciphertext between the two fronts.
+    Afterwards descriptors are back to baseline and memory is under a
+    ceiling."""
+    if layer == "tls":
+        cert, key = make_cert(short_tmp)
+        relay_side = "listen:127.0.0.1:0,tls,cert=%s,key=%s" % (cert, key)
+        relay = sockjoin("-v", relay_side, relay_side)
+        front_opts = ",tls,ca=%s,sni=localhost" % cert
+    else:
+        psk = os.path.join(short_tmp, "psk")
+        with open(psk, "w") as f:
+            f.write("soak passphrase\n")
+        relay = sockjoin("-v", *LL)
+        front_opts = ",encrypt=psk:" + psk
+    fronts = [sockjoin("-v", "listen:127.0.0.1:0", "connect:" + relay.listening[side] + front_opts)
+              for side in ("A", "B")]
+    watched = [relay] + fronts
+    fds_before = [fd_count(p.pid) for p in watched]
+    buf = os.urandom(SECURE_SIZE)
+    rss = []
+    for rnd in range(int(os.environ.get("SOAK_ROUNDS", "2"))):
+        secure_round(relay, fronts, buf, rnd)
+        for p in watched:
+            wait_for(lambda p=p: len(p.stderr_matches(r"pair \d+ closed")) == (rnd + 1) * SECURE_PAIRS,
+                     what="pairs closed")
+        rss.append([p.rss_kib() for p in watched])
+    # A plain relay (the encrypt= case) splices: its one pipe stays.
+    kept = [2 if layer == "encrypt" else 0, 0, 0]
+    for p, fds, k in zip(watched, fds_before, kept):
+        wait_for(lambda p=p, n=fds + k: fd_count(p.pid) == n, what="descriptors back to baseline")
+    print("secure soak (%s): RSS KiB after each round %s" % (layer, rss))
+    # After a round the allocator keeps some of the round's peak (glibc, with
+    # OpenSSL's many small allocations between the pool's chunks), so RSS
+    # wanders between rounds (16 to 36 MiB measured over five rounds, with
+    # no trend). What is asserted is the ceiling: a leak of anything per pair
+    # or per byte would pass it within a round or two.
+    if not os.environ.get("SOCKJOIN_SANITIZED"):
+        assert max(max(r) for r in rss) < 48 * 1024, rss
+    assert not relay.stderr_matches(r"refused")
+
+
+def secure_round(relay, fronts, buf, rnd):
+    pairs = []
+    for i in range(SECURE_PAIRS):
+        # One pair at a time: the relay pairs in the order the fronts' own
+        # connections reach it, which concurrent connects would not fix.
+        n = rnd * SECURE_PAIRS + i + 1
+        a = connect_tcp(fronts[0].addr("A"))
+        relay.wait_stderr(r"A accepted", count=n)
+        b = connect_tcp(fronts[1].addr("A"))
+        relay.wait_stderr(r"pair %d formed" % n)
+        pairs.append((a, b))
+    soak_transfers(pairs, buf)
