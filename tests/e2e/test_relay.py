@@ -505,6 +505,39 @@ def test_many_senders_to_one_receiver(relay, client):
     assert next_k == {i: per for i in range(20)}
 
 
+def test_receiver_leaving_mid_message_leaves_sender_in_step(relay, client):
+    sj, addr = relay("-v", "--buffer", "64k")
+    a, d, e = client(addr, "a"), client(addr, "d"), client(addr, "e")
+    for n in ("a", "d", "e"):
+        registered(sj, n)
+    w = Worker(a.send, "d", b"q" * (8 * MIB))
+    w.start()
+    assert d.recv_header() == (b"a", 8 * MIB)
+    d.recv_bytes(1000)
+    d.close()
+    sj.wait_stderr(r"'d' \(127\.0\.0\.1:\d+\): (closed by peer|(read|write) failed: .*)$")
+    # The rest of the 8 MiB is read and dropped; what follows is a new frame.
+    w.join_result()
+    a.send("e", b"next")
+    assert e.recv_message() == (a.name, b"next")
+
+
+def test_big_messages_both_ways_at_once(relay, client):
+    sj, addr = relay("-v", "--buffer", "64k")
+    a, b = client(addr, "a"), client(addr, "b")
+    registered(sj, "a")
+    registered(sj, "b")
+    to_b, to_a = random.randbytes(8 * MIB), random.randbytes(8 * MIB)
+    wa, wb = Worker(a.send, "b", to_b), Worker(b.send, "a", to_a)
+    ra, rb = Worker(a.recv_message_hash, DEADLINE * 2), Worker(b.recv_message_hash, DEADLINE * 2)
+    for w in (wa, wb, ra, rb):
+        w.start()
+    assert ra.join_result(DEADLINE * 2) == (b"b", len(to_a), sha256(to_a))
+    assert rb.join_result(DEADLINE * 2) == (b"a", len(to_b), sha256(to_b))
+    wa.join_result()
+    wb.join_result()
+
+
 def test_stuck_receiver_holds_back_only_its_senders(relay, client):
     sj, addr = relay("-v", "--buffer", "64k")
     stuck = client(addr, "stuck", rcvbuf=4096)
