@@ -12,4 +12,13 @@ typedef struct {
 /* The table, ended by a {NULL, NULL} entry (commands.c). */
 extern const cli_command_t cli_commands[];
 
+/* sockjoin relay: the named message relay (relay.c). */
+int cli_relay_main(int argc, char **argv);
+/* sockjoin relay-tunnel: the tunnel through a named relay (relay_tunnel.c). */
+int cli_relay_tunnel_main(int argc, char **argv);
+/* sockjoin server: the expose server (server.c). */
+int cli_server_main(int argc, char **argv);
+/* sockjoin expose: expose local ports through a server (expose.c). */
+int cli_expose_main(int argc, char **argv);
+
 #endif
