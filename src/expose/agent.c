@@ -2,6 +2,8 @@
  * back-off, lifetime. */
 #include "agent_int.h"
 
+#include "authline.h"
+
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -158,6 +160,9 @@ static sj_xagent_t *alloc_agent(uv_loop_t *loop, const sj_xagent_options_t *o) {
   a->server.kind = SJ_SIDE_CONNECT;
   snprintf(a->server.host, sizeof a->server.host, "%s", o->server_host);
   a->server.port = o->server_port;
+  unsigned char id[SJ_XCTL_AGENT_LEN / 2];
+  if (RAND_bytes(id, sizeof id) == 1)
+    sj_auth_hex(id, sizeof id, a->id);
   return a;
 }
 

@@ -156,6 +156,7 @@ xconn_t *sj__xconn_start(sj_xagent_t *a) {
 static void on_hello(xconn_t *c, const sj_xctl_msg_t *hello) {
   sj_xagent_t *a = c->a;
   sj_xctl_msg_t auth = {.type = SJ_XCTL_AUTH};
+  memcpy(auth.agent, a->id, sizeof auth.agent);
   if (hello->token[0] != '\0' && a->key.data != NULL) {
     char text[sizeof SJ_XCTL_AUTH_CONTEXT + SJ_XCTL_TOKEN_LEN];
     int n = snprintf(text, sizeof text, "%s%s", SJ_XCTL_AUTH_CONTEXT, hello->token);

@@ -30,6 +30,7 @@ struct sj_xagent {
   uv_loop_t *loop;
   sj_xagent_options_t opts;
   sj_xkey_t key; /* data NULL: none */
+  char id[SJ_XCTL_AGENT_LEN + 1]; /* random, sent with every answer */
   atunnel_t *tunnels;
   size_t n_tunnels;
   sj_side_spec_t server;

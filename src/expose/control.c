@@ -69,14 +69,16 @@ static int parse_number(const char *w, size_t n, uint64_t max, uint64_t *out) {
 }
 
 /* Lower-case hex only: answers are compared as text. */
-static int is_token(const char *w, size_t n) {
-  if (n != SJ_XCTL_TOKEN_LEN)
+static int is_hex(const char *w, size_t n, size_t want) {
+  if (n != want)
     return 0;
   for (size_t i = 0; i < n; i++)
     if (!((w[i] >= '0' && w[i] <= '9') || (w[i] >= 'a' && w[i] <= 'f')))
       return 0;
   return 1;
 }
+
+static int is_token(const char *w, size_t n) { return is_hex(w, n, SJ_XCTL_TOKEN_LEN); }
 
 static int copy_token(const char *w, size_t n, sj_xctl_msg_t *msg) {
   if (!is_token(w, n))
@@ -132,7 +134,15 @@ static int parse_auth(cursor_t *c, sj_xctl_msg_t *msg) {
   if (next_word(c, &w, &n) != 1)
     return SJ_XCTL_EFIELDS;
   int rc = word_is(w, n, "none") ? 0 : copy_token(w, n, msg);
-  return rc != 0 ? rc : at_end(c) ? 0 : SJ_XCTL_EFIELDS;
+  if (rc != 0 || at_end(c))
+    return rc;
+  if (next_word(c, &w, &n) != 1 || !at_end(c))
+    return SJ_XCTL_EFIELDS;
+  if (!is_hex(w, n, SJ_XCTL_AGENT_LEN))
+    return SJ_XCTL_EAGENT;
+  memcpy(msg->agent, w, n);
+  msg->agent[n] = '\0';
+  return 0;
 }
 
 /* "error REASON" (a reason is required), or "unauthorized [REASON]". */
@@ -268,8 +278,13 @@ static int check_token(const char *t) {
 static int check_msg(const sj_xctl_msg_t *m) {
   switch (m->type) {
   case SJ_XCTL_HELLO:
-  case SJ_XCTL_AUTH:
     return check_token(m->token);
+  case SJ_XCTL_AUTH: {
+    size_t n = strnlen(m->agent, SJ_XCTL_AGENT_LEN + 1);
+    if (n != 0 && !is_hex(m->agent, n, SJ_XCTL_AGENT_LEN))
+      return SJ_XCTL_EAGENT;
+    return check_token(m->token);
+  }
   case SJ_XCTL_UNAUTHORIZED:
     return check_text(m->text, 1, 1);
   case SJ_XCTL_ERROR:
@@ -295,7 +310,8 @@ static int print_msg(const sj_xctl_msg_t *m, char *out, size_t cap) {
       return snprintf(out, cap, "%s %u %s\n", GREETING, SJ_XCTL_VERSION, none);
     return snprintf(out, cap, "%s %u challenge %s\n", GREETING, SJ_XCTL_VERSION, m->token);
   case SJ_XCTL_AUTH:
-    return snprintf(out, cap, "auth %s\n", m->token[0] != '\0' ? m->token : none);
+    return snprintf(out, cap, "auth %s%s%s\n", m->token[0] != '\0' ? m->token : none,
+                    m->agent[0] != '\0' ? " " : "", m->agent);
   case SJ_XCTL_WELCOME:
     return snprintf(out, cap, "ok\n");
   case SJ_XCTL_UNAUTHORIZED:

@@ -7,9 +7,13 @@
  * On the carrier, before the mux starts (server first):
  *   server  "sockjoin-expose 1 challenge HEX"   HEX: 64 random hex digits
  *           "sockjoin-expose 1 open"            the server checks no key
- *   agent   "auth ANSWER"   ANSWER: hex HMAC-SHA256 under the API key of
- *                           "sockjoin-expose:" followed by HEX
- *           "auth none"     the agent has no key
+ *   agent   "auth ANSWER [AGENT]"  ANSWER: hex HMAC-SHA256 under the API key
+ *                           of "sockjoin-expose:" followed by HEX
+ *           "auth none [AGENT]"    the agent has no key
+ *                           AGENT: 16 hex digits, random per agent process,
+ *                           so that a reconnecting agent can take its own
+ *                           tunnels over from a session of its own that the
+ *                           server has not yet found dead
  *   server  "ok"                      the mux starts right after this line
  *           "unauthorized [REASON]"   then the server closes
  *           "error REASON"            (server full, ...) then it closes
@@ -35,6 +39,7 @@
 #define SJ_XCTL_LINE_MAX 256
 #define SJ_XCTL_VERSION 1
 #define SJ_XCTL_TOKEN_LEN 64 /* hex digits of a challenge or an answer */
+#define SJ_XCTL_AGENT_LEN 16 /* hex digits of an agent's id            */
 #define SJ_XCTL_TEXT_MAX 200 /* a reason or a public host */
 /* What the HMAC covers besides the challenge, so that an answer made for
  * this protocol is good for nothing else that shares the key. */
@@ -42,7 +47,7 @@
 
 typedef enum {
   SJ_XCTL_HELLO,        /* version, token (the challenge; "" = open)   */
-  SJ_XCTL_AUTH,         /* token (the answer; "" = none)               */
+  SJ_XCTL_AUTH,         /* token (the answer; "" = none), agent ("" = none) */
   SJ_XCTL_WELCOME,      /* "ok" after auth                             */
   SJ_XCTL_UNAUTHORIZED, /* text: the reason (may be "")                */
   SJ_XCTL_ERROR,        /* text: the reason                            */
@@ -63,6 +68,7 @@ typedef struct {
   sj_xctl_type_t type;
   unsigned version;
   char token[SJ_XCTL_TOKEN_LEN + 1];
+  char agent[SJ_XCTL_AGENT_LEN + 1];
   unsigned port;
   int prefer;
   uint32_t tunnel;
@@ -79,7 +85,8 @@ typedef struct {
   XX(ETOKEN, -7, "bad challenge or answer (expected 64 hex digits)")          \
   XX(EPORT, -8, "bad port (expected 0 to 65535)")                             \
   XX(ETUNNEL, -9, "bad tunnel id (expected 1 to 4294967295)")                 \
-  XX(ETEXT, -10, "reason or host too long")
+  XX(ETEXT, -10, "reason or host too long")                                  \
+  XX(EAGENT, -11, "bad agent id (expected 16 hex digits)")
 
 typedef enum {
 #define SJ_XCTL_ERR_ENUM(name, code, text) SJ_XCTL_##name = (code),

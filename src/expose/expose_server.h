@@ -27,10 +27,12 @@
  *     tunnels' ports reserved for grace_s: the listener stays bound, and
  *     every connection to it is accepted and closed at once (never left
  *     waiting for an agent that may not come back). An agent with the same
- *     key asking for the port again takes the tunnel back; a newer session
- *     of the same key may take a tunnel over from an older one that has not
- *     been found dead yet (a reconnect after a network change). After the
- *     grace period the port is released.
+ *     key asking for the port again takes the tunnel back (same port, same
+ *     id). The same agent (the random id it sends with its answer) may also
+ *     take a tunnel over from a session of its own that has not been found
+ *     dead yet (a reconnect after a network change); another agent sharing
+ *     the key is told the port is in use. After the grace period the port
+ *     is released.
  *   - Limits: tunnels per key (all of them, reserved ones included; without
  *     auth, per agent), streams per tunnel (public connections beyond it
  *     wait in the listen backlog until one ends), agents at once, and a

@@ -42,6 +42,7 @@ struct xsession {
   char peer[SJ_PEER_HOST_MAX + 16];
   xsession_stage_t stage;
   int key; /* the key it proved; -1 without auth */
+  char agent[SJ_XCTL_AGENT_LEN + 1]; /* the agent's id ("" if it gave none) */
   char challenge[SJ_XCTL_TOKEN_LEN + 1];
   sj_xcarrier_t carrier;
   sj_xlines_t talk; /* on the carrier, then on the control channel */
@@ -62,6 +63,7 @@ struct xtunnel {
   uint32_t id;
   int port;
   int key;
+  char agent[SJ_XCTL_AGENT_LEN + 1]; /* of the session that has it (or had) */
   sj_side_spec_t sides[2]; /* the connector's: public listener, channels */
   sj_connector_t *conn;
   uv_timer_t grace;

@@ -183,6 +183,7 @@ static void on_auth(xsession_t *se, const sj_xctl_msg_t *msg) {
                       (unsigned long long)se->id, se->peer, reply.text);
     }
   }
+  memcpy(se->agent, msg->agent, sizeof se->agent);
   se->stage = XS_WELCOME;
   send_or_end(se, &reply);
   if (se->stage != XS_WELCOME)
@@ -276,6 +277,10 @@ static void on_line(sj_xlines_t *l, int status, const sj_xctl_msg_t *msg, const 
                     void *arg) {
   xsession_t *se = arg;
   (void)l;
+  /* The control channel fails with the session (aborted, or timed out):
+   * the session's own end, which says why, follows. */
+  if (se->stage == XS_MUX && (status == UV_ECONNABORTED || status == UV_ETIMEDOUT))
+    return;
   if (status != 0) {
     char text[200];
     snprintf(text, sizeof text, "%s%s", se->stage == XS_MUX ? "control channel: " : "", why);

@@ -66,6 +66,7 @@ static void attach(xtunnel_t *t, xsession_t *se) {
   }
   t->session = se;
   t->session_id = se->id;
+  memcpy(t->agent, se->agent, sizeof t->agent);
   sj_list_push(&se->tunnels, &t->by_session);
   se->n_tunnels++;
   uv_timer_stop(&t->grace);
@@ -176,13 +177,15 @@ static void accept_reply(const xtunnel_t *t, sj_xctl_msg_t *reply) {
   snprintf(reply->text, sizeof reply->text, "%.200s", t->srv->opts.public_host);
 }
 
-/* A tunnel of the same key may be taken back (its agent came back) or
- * over (an older session of the key not yet found dead). Without auth
- * nobody can tell agents apart: only a reserved port can be taken. */
+/* A reserved tunnel may be taken back by its key (by anyone, without
+ * auth). A live one only by the same agent (its id, and its key): that is a
+ * reconnect the server has not noticed yet, after a network change say;
+ * another agent sharing the key gets "in use". */
 static int claimable(const xtunnel_t *t, const xsession_t *se) {
-  if (t->srv->opts.no_auth)
-    return t->session == NULL;
-  return t->key == se->key;
+  int key_ok = t->srv->opts.no_auth || t->key == se->key;
+  if (t->session == NULL)
+    return key_ok;
+  return key_ok && se->agent[0] != '\0' && strcmp(t->agent, se->agent) == 0;
 }
 
 static unsigned tunnels_of(const xsession_t *se) {

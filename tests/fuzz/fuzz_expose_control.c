@@ -11,7 +11,8 @@
 
 static void same_msg(const sj_xctl_msg_t *a, const sj_xctl_msg_t *b) {
   if (a->type != b->type || a->port != b->port || a->prefer != b->prefer ||
-      a->tunnel != b->tunnel || strcmp(a->token, b->token) != 0 || strcmp(a->text, b->text) != 0)
+      a->tunnel != b->tunnel || strcmp(a->token, b->token) != 0 || strcmp(a->text, b->text) != 0 ||
+      strcmp(a->agent, b->agent) != 0)
     abort();
 }
 
