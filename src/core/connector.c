@@ -11,6 +11,7 @@
 #include "connector_ext.h"
 #include "netaddr.h"
 #include "sockopt.h"
+#include "verify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -676,6 +677,7 @@ void sj_connector_close(sj_connector_t *c, sj_close_cb cb) {
   c->closing = 1;
   c->close_cb = cb;
   finish(c, SJ_ECLOSED);
+  sj__verify_close_refusals(&c->refusing);
   sj_link_t *l = c->pairs.next;
   while (l != &c->pairs) {
     sj_pair_t *pair = sj_container_of(l, sj_pair_t, link);
@@ -773,6 +775,7 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
   sj_list_init(&c->preparing);
   sj_list_init(&c->standing);
   sj_list_init(&c->standing_dials);
+  sj_list_init(&c->refusing);
   uv_timer_init(loop, &c->grace);
   uv_timer_init(loop, &c->drain);
   uv_timer_init(loop, &c->prep_timer);

@@ -98,6 +98,7 @@ struct sj_connector_s {
   sj_link_t preparing; /* sockets under preparation, oldest first      */
   sj_link_t standing;  /* --persist connections waiting for their peer */
   unsigned n_preparing; /* both lists */
+  sj_link_t refusing;   /* refused peers given a moment to read why */
   uv_timer_t prep_timer;
   sj_verifier_t verifier[2];
   struct {

@@ -13,6 +13,7 @@
 #include "verify.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 enum { ST_START, ST_TLS, ST_VERIFY, ST_ENCRYPT, ST_READY, ST_DONE };
 
@@ -111,13 +112,24 @@ static int start_verify(sj_prep_t *p) {
   sj_connector_t *c = p->c;
   c->refs++; /* the verification may outlive the prep, closing the stream */
   int rc = sj__verify_start(p->stream, p->side, &c->verifier[p->side], &verify_events, p, c,
-                            &p->verify);
+                            &c->refusing, &p->verify);
   if (rc != 0)
     c->refs--;
   return rc;
 }
 
 /* ---- the first sign of life, for standing connections ------------------- */
+
+/* A token presenter hears nothing back on success, so for a standing
+ * connection a refusal would pass for its peer's first byte. sockjoin's
+ * refusals start with "auth failed: "; a far client whose first bytes are
+ * exactly that is the price (hmac, which confirms with "ok", has none). */
+static int refused_token(const sj_prep_t *p, const sj_chunk_t *chunk) {
+  static const char refusal[] = "auth failed: ";
+  size_t n = sizeof refusal - 1;
+  return p->c->spec[p->side].sec.auth == SJ_AUTH_TOKEN && sj_chunk_remaining(chunk) >= n &&
+         memcmp(chunk->data + chunk->off, refusal, n) == 0;
+}
 
 static void on_first_read(sj_stream_t *s, int status, sj_chunk_t *chunk) {
   sj_prep_t *p = s->data;
@@ -132,6 +144,11 @@ static void on_first_read(sj_stream_t *s, int status, sj_chunk_t *chunk) {
   }
   if (chunk != NULL)
     chunk->next = NULL;
+  if (chunk != NULL && refused_token(p, chunk)) {
+    sj_pool_put(s->pool, chunk);
+    fail_closing(p, SJ_EAUTH, "the peer refused our token");
+    return;
+  }
   sj_stream_t *wrapped;
   if (sj_prefix_stream_new(s, chunk, 0, &wrapped) != 0) {
     if (chunk != NULL)

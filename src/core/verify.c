@@ -25,6 +25,7 @@ struct sj_verify_s {
   void *state;
   const sj_verify_events_t *ev;
   void *arg, *owner;
+  sj_link_t *refusing; /* the owner's list of refusals still lingering */
   phase_t phase;
   int in_callback;
   int eof;
@@ -35,6 +36,7 @@ struct sj_verify_s {
   int writing;
   int reading;
   uv_timer_t *linger;
+  sj_link_t lingering; /* in the owner's list while refusing */
   int open_handles;
   char *view; /* SJ_VERIFY_MAX bytes, made when input spans chunks */
 };
@@ -50,6 +52,8 @@ static void free_chunks(sj_pool_t *pool, sj_chunk_t *c) {
 static void release(sj_verify_t *v) {
   if (--v->open_handles > 0)
     return;
+  if (sj_list_linked(&v->lingering))
+    sj_list_remove(&v->lingering);
   free_chunks(v->pool, v->in_head);
   free_chunks(v->pool, v->out_head);
   void *owner = v->owner;
@@ -171,6 +175,8 @@ static void finish_refusal(sj_verify_t *v) {
   }
   v->linger->data = v;
   uv_timer_start(v->linger, on_linger, SJ_REJECT_LINGER_MS, 0);
+  if (v->refusing != NULL)
+    sj_list_push(v->refusing, &v->lingering);
   int rc = sj_stream_shutdown(v->stream, on_shutdown, v);
   if (rc < 0 || v->eof)
     close_now(v, 0);
@@ -242,10 +248,13 @@ static void show(sj_verify_t *v) {
 }
 
 /* The peer left, or its stream failed, before a decision. */
+/* A peer that ends its input before authenticating is closed normally; one
+ * whose stream failed is reset. */
 static void lost(sj_verify_t *v, int status) {
   if (v->vf.on_end != NULL)
     v->vf.on_end(v, status, v->vf.data);
-  v->ev->done(v, status, NULL, NULL, NULL, 0, v->arg);
+  const char *why = status == UV_EOF ? "closed before authenticating" : NULL;
+  v->ev->done(v, status == UV_EOF ? UV_ECONNRESET : status, why, NULL, NULL, 0, v->arg);
   close_now(v, status != UV_EOF);
 }
 
@@ -259,7 +268,7 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
     v->reading = 0;
     v->eof = 1;
     if (v->phase == V_OPEN)
-      lost(v, status == UV_EOF ? UV_ECONNRESET : status);
+      lost(v, status);
     else if (v->phase == V_REFUSED)
       close_now(v, 0);
     else if (v->phase == V_ACCEPTED && status != UV_EOF) {
@@ -284,11 +293,14 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
 }
 
 int sj__verify_start(sj_stream_t *s, sj_side_t side, const sj_verifier_t *vf,
-                     const sj_verify_events_t *ev, void *arg, void *owner, sj_verify_t **out) {
+                     const sj_verify_events_t *ev, void *arg, void *owner, sj_link_t *refusing,
+                     sj_verify_t **out) {
   sj_verify_t *v = calloc(1, sizeof *v);
   if (v == NULL)
     return UV_ENOMEM;
-  *v = (sj_verify_t){.stream = s, .pool = s->pool, .vf = *vf, .side = side, .ev = ev, .arg = arg, .owner = owner};
+  *v = (sj_verify_t){.stream = s, .pool = s->pool, .vf = *vf, .side = side, .ev = ev, .arg = arg,
+                     .owner = owner, .refusing = refusing};
+  sj_list_init(&v->lingering);
   s->data = v;
   s->on_read = on_read;
   *out = v;
@@ -311,6 +323,16 @@ void sj__verify_abort(sj_verify_t *v, const char *why) {
     refuse(v, why, 0);
   else
     close_now(v, 1);
+}
+
+void sj__verify_close_refusals(sj_link_t *refusing) {
+  sj_link_t *l = refusing->next;
+  while (l != refusing) {
+    sj_verify_t *v = sj_container_of(l, sj_verify_t, lingering);
+    l = l->next;
+    sj_list_remove(&v->lingering);
+    close_now(v, 0);
+  }
 }
 
 /* ---- the verifier's side ------------------------------------------------- */

@@ -3,6 +3,7 @@
 #ifndef SJ_VERIFY_H
 #define SJ_VERIFY_H
 
+#include "list.h"
 #include "stream.h"
 
 typedef struct {
@@ -18,10 +19,15 @@ typedef struct {
   void (*closed)(void *owner);
 } sj_verify_events_t;
 
-/* Starts verifying s (borrowed until done). Returns 0, or a negative code
- * with s untouched. */
+/* Starts verifying s (borrowed until done). A refused peer is given a
+ * moment to read its reason; meanwhile its verification is in the list
+ * refusing (may be NULL), where sj__verify_close_refusals() can end it.
+ * Returns 0, or a negative code with s untouched. */
 int sj__verify_start(sj_stream_t *s, sj_side_t side, const sj_verifier_t *vf,
-                     const sj_verify_events_t *ev, void *arg, void *owner, sj_verify_t **out);
+                     const sj_verify_events_t *ev, void *arg, void *owner, sj_link_t *refusing,
+                     sj_verify_t **out);
+/* Closes every refused peer still lingering in the list. */
+void sj__verify_close_refusals(sj_link_t *refusing);
 
 /* Ends a verification without a decision (its deadline, or the connector
  * closing); done is not called. With why, the peer is told in one line

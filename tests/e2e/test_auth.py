@@ -607,9 +607,6 @@ def test_persist_with_wrong_key_never_dials_the_service(sockjoin, servers, secre
     persist_with_wrong_secret(sockjoin, servers, secrets, "hmac")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with auth=token a standing connection takes the "
-                   "relay's refusal line for its peer's first byte (dials the service, forwards "
-                   "the line, and replaces itself at once, without back-off)")
 def test_persist_with_wrong_token_never_dials_the_service(sockjoin, servers, secrets):
     persist_with_wrong_secret(sockjoin, servers, secrets, "token")
 
