@@ -48,9 +48,8 @@ static void free_agent(sj_xagent_t *a) {
   free(a);
 }
 
-void sj__xagent_unref(sj_xagent_t *a) {
-  if (--a->refs > 0)
-    return;
+static void on_final(uv_handle_t *h) {
+  sj_xagent_t *a = h->data;
   sj_xagent_close_cb cb = a->close_cb;
   void *data = a->opts.data;
   /* The callback runs just before the memory goes: the pointer is an
@@ -58,6 +57,16 @@ void sj__xagent_unref(sj_xagent_t *a) {
   if (cb != NULL)
     cb(a, data);
   free_agent(a);
+}
+
+/* The last reference often goes from a stream's close callback, and a
+ * stream may still give chunks back to the pool after its callback: the
+ * pool is freed from a later turn of the loop, when the retry timer (kept
+ * for this) has closed. */
+void sj__xagent_unref(sj_xagent_t *a) {
+  if (--a->refs > 0)
+    return;
+  uv_close((uv_handle_t *)&a->retry, on_final);
 }
 
 /* ---- staying connected -------------------------------------------------- */
@@ -202,8 +211,6 @@ static void close_tunnels(sj_xagent_t *a) {
   }
 }
 
-static void on_timer_closed(uv_handle_t *h) { sj__xagent_unref(h->data); }
-
 int sj_xagent_new(sj_xagent_t **out, uv_loop_t *loop, const sj_xagent_options_t *opts, char *err,
                   size_t errlen) {
   if (opts->n_tunnels == 0 || opts->n_tunnels > SJ_XAGENT_TUNNELS_MAX) {
@@ -227,7 +234,7 @@ int sj_xagent_new(sj_xagent_t **out, uv_loop_t *loop, const sj_xagent_options_t 
   a->carrier = (sj_xcarrier_config_t){.server = 0, .tls = a->tls, .host = a->server.host,
                                       .port = a->server.port, .transport = opts->transport,
                                       .ws_path = a->opts.ws_path};
-  a->refs = 2; /* itself and the retry timer */
+  a->refs = 1; /* itself; the retry timer closes last (sj__xagent_unref) */
   uv_timer_init(loop, &a->retry);
   a->retry.data = a;
   for (size_t i = 0; i < a->n_tunnels && rc == 0; i++)
@@ -253,6 +260,6 @@ void sj_xagent_close(sj_xagent_t *a, sj_xagent_close_cb cb) {
     a->conn = NULL;
   }
   close_tunnels(a);
-  uv_close((uv_handle_t *)&a->retry, on_timer_closed);
+  uv_timer_stop(&a->retry);
   sj__xagent_unref(a);
 }

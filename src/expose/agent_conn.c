@@ -30,6 +30,18 @@ static void on_talk_closed(sj_xlines_t *l, void *arg) {
   conn_unref(arg);
 }
 
+static void on_stream_closed(sj_stream_t *s) { conn_unref(s->data); }
+
+/* Closes a stream of the connection's making; the connection (and the
+ * agent's pool, which the stream uses) lives until it has closed. */
+static void close_stream(xconn_t *c, sj_stream_t *s) {
+  c->refs++;
+  s->data = c;
+  sj_stream_close(s, 1, on_stream_closed);
+}
+
+static void on_carrier_gone(void *arg) { conn_unref(arg); }
+
 static void talk_over(xconn_t *c, sj_stream_t *s) {
   sj_xlines_init(&c->talk, s, on_line, c);
   c->talking = 1;
@@ -45,8 +57,11 @@ void sj__xconn_end(xconn_t *c) {
     sj_dial_cancel(c->dial);
     c->dial = NULL;
   }
-  if (was == XC_CARRIER)
-    sj_xcarrier_abort(&c->carrier);
+  if (was == XC_CARRIER) {
+    sj_stream_t *top = sj_xcarrier_abort(&c->carrier);
+    if (top != NULL)
+      close_stream(c, top);
+  }
   sj__xchannel_drop_all(c);
   if (c->talking) {
     c->talking = 0;
@@ -104,6 +119,8 @@ static void on_deadline(uv_timer_t *t) {
 static void on_carrier(void *arg, int status, const char *why, sj_stream_t *top) {
   xconn_t *c = arg;
   if (status != 0) {
+    c->stage = XC_HELLO; /* nothing to abort: the carrier is done */
+    close_stream(c, top);
     fail(c, status, 0, "%s", why);
     return;
   }
@@ -185,6 +202,13 @@ static void on_mux_end(sj_mux_t *m, int status, const char *why, void *data) {
 
 static int open_mux(xconn_t *c, sj_stream_t *top) {
   sj_xagent_t *a = c->a;
+  sj_stream_t *guarded;
+  if (sj_xcarrier_guard(top, on_carrier_gone, c, &guarded) != 0) {
+    close_stream(c, top);
+    return UV_ENOMEM;
+  }
+  c->refs++; /* until the mux has closed its carrier */
+  top = guarded;
   sj_mux_options_t mo;
   sj_mux_options_init(&mo);
   mo.initiator = 1;

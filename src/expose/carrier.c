@@ -2,6 +2,7 @@
 #include "carrier.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* One layer: returns 1 if it does not apply to cfg; else 0 with *out, a
  * stream over lower whose handshake reports to cb (lower is then owned by
@@ -56,9 +57,7 @@ static void next_layer(sj_xcarrier_t *c);
 static void finish(sj_xcarrier_t *c, int status, const char *why) {
   sj_stream_t *top = c->top;
   c->top = NULL;
-  if (status != 0 && top != NULL)
-    sj_stream_close(top, 1, NULL);
-  c->cb(c->arg, status, why, status == 0 ? top : NULL);
+  c->cb(c->arg, status, why, top);
 }
 
 static void on_layer(sj_stream_t *s, int status, const char *text, void *arg) {
@@ -103,11 +102,100 @@ void sj_xcarrier_start(sj_xcarrier_t *c, sj_stream_t *tcp, const sj_xcarrier_con
   next_layer(c);
 }
 
-void sj_xcarrier_abort(sj_xcarrier_t *c) {
-  if (c->top == NULL)
-    return;
-  if (c->handshaking)
-    layers[c->next - 1].quiet(c->top);
-  sj_stream_close(c->top, 1, NULL);
+sj_stream_t *sj_xcarrier_abort(sj_xcarrier_t *c) {
+  sj_stream_t *top = c->top;
+  if (top != NULL && c->handshaking)
+    layers[c->next - 1].quiet(top);
   c->top = NULL;
+  return top;
+}
+
+/* ---- the guard ----------------------------------------------------------- */
+
+typedef struct {
+  sj_stream_t base;
+  sj_stream_t *lower;
+  sj_write_cb wcb;
+  void *warg;
+  sj_shutdown_cb scb;
+  void *sarg;
+  sj_stream_close_cb ccb;
+  void (*gone)(void *arg);
+  void *gone_arg;
+} guard_t;
+
+static void g_on_read(sj_stream_t *lower, int status, sj_chunk_t *chunk) {
+  guard_t *g = lower->data;
+  g->base.on_read(&g->base, status, chunk);
+}
+
+static int g_read_start(sj_stream_t *s) { return sj_stream_read_start(((guard_t *)s)->lower); }
+static int g_read_stop(sj_stream_t *s) { return sj_stream_read_stop(((guard_t *)s)->lower); }
+
+static int g_try_write(sj_stream_t *s, const char *buf, size_t len) {
+  return sj_stream_try_write(((guard_t *)s)->lower, buf, len);
+}
+
+static void g_on_write(sj_stream_t *lower, int status, void *arg) {
+  guard_t *g = arg;
+  (void)lower;
+  g->wcb(&g->base, status, g->warg);
+}
+
+static int g_write(sj_stream_t *s, const char *buf, size_t len, sj_write_cb cb, void *arg) {
+  guard_t *g = (guard_t *)s;
+  g->wcb = cb;
+  g->warg = arg;
+  return sj_stream_write(g->lower, buf, len, g_on_write, g);
+}
+
+static void g_on_shutdown(sj_stream_t *lower, int status, void *arg) {
+  guard_t *g = arg;
+  (void)lower;
+  g->scb(&g->base, status, g->sarg);
+}
+
+static int g_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
+  guard_t *g = (guard_t *)s;
+  g->scb = cb;
+  g->sarg = arg;
+  return sj_stream_shutdown(g->lower, g_on_shutdown, g);
+}
+
+static void g_on_closed(sj_stream_t *lower) {
+  guard_t *g = lower->data;
+  if (g->ccb != NULL)
+    g->ccb(&g->base);
+  g->gone(g->gone_arg);
+  free(g);
+}
+
+static void g_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
+  guard_t *g = (guard_t *)s;
+  g->ccb = cb;
+  sj_stream_close(g->lower, reset, g_on_closed);
+}
+
+static const sj_stream_ops_t guard_ops = {
+    .read_start = g_read_start,
+    .read_stop = g_read_stop,
+    .try_write = g_try_write,
+    .write = g_write,
+    .shutdown = g_shutdown,
+    .close = g_close,
+};
+
+int sj_xcarrier_guard(sj_stream_t *s, void (*gone)(void *arg), void *arg, sj_stream_t **out) {
+  guard_t *g = calloc(1, sizeof *g);
+  if (g == NULL)
+    return UV_ENOMEM;
+  g->base = (sj_stream_t){.ops = &guard_ops, .loop = s->loop, .pool = s->pool,
+                          .origin = s->origin};
+  g->lower = s;
+  g->gone = gone;
+  g->gone_arg = arg;
+  s->data = g;
+  s->on_read = g_on_read;
+  *out = &g->base;
+  return 0;
 }

@@ -30,8 +30,9 @@ typedef struct {
   const char *ws_path;      /* the WebSocket's request path ("/")          */
 } sj_xcarrier_config_t;
 
-/* Every layer is up: status 0 and the top stream (the callee owns it); or
- * a failure with a phrase for a log (everything has been closed). */
+/* Every layer is up: status 0 and the top stream; or a failure with a
+ * phrase for a log, and the stream to close. Either way the callee owns top
+ * (it is never NULL). */
 typedef void (*sj_xcarrier_cb)(void *arg, int status, const char *why, sj_stream_t *top);
 
 typedef struct {
@@ -53,8 +54,18 @@ int sj_xcarrier_available(sj_xcarrier_transport_t transport);
 void sj_xcarrier_start(sj_xcarrier_t *c, sj_stream_t *tcp, const sj_xcarrier_config_t *cfg,
                        sj_xcarrier_cb cb, void *arg);
 
-/* Gives up before cb has run (a deadline): everything is closed, and cb
- * will not run. */
-void sj_xcarrier_abort(sj_xcarrier_t *c);
+/* Gives up before cb has run (a deadline): cb will not run, and the stream
+ * built so far is returned for the caller to close (NULL once cb has run). */
+sj_stream_t *sj_xcarrier_abort(sj_xcarrier_t *c);
+
+/*
+ * Wraps s in a stream that calls gone(arg) once it has closed, after the
+ * close callback of whoever closed it. Streams of a session use the pool
+ * of the session's owner; a mux closes its carrier on its own schedule
+ * (after its GOAWAY has gone out), and this is how the owner learns that
+ * the carrier is done with the pool. Returns 0 and *out (which owns s),
+ * or UV_ENOMEM with s untouched.
+ */
+int sj_xcarrier_guard(sj_stream_t *s, void (*gone)(void *arg), void *arg, sj_stream_t **out);
 
 #endif

@@ -42,9 +42,8 @@ static void free_server(sj_xserver_t *srv) {
   free(srv);
 }
 
-void sj__xserver_unref(sj_xserver_t *srv) {
-  if (--srv->refs > 0)
-    return;
+static void on_final(uv_handle_t *h) {
+  sj_xserver_t *srv = h->data;
   sj_xserver_close_cb cb = srv->close_cb;
   void *data = srv->opts.data;
   /* The callback runs just before the memory goes: the pointer is an
@@ -52,6 +51,16 @@ void sj__xserver_unref(sj_xserver_t *srv) {
   if (cb != NULL)
     cb(srv, data);
   free_server(srv);
+}
+
+/* The last reference often goes from a stream's close callback, and a
+ * stream may still give chunks back to the pool after its callback: the
+ * pool is freed from a later turn of the loop, once a handle kept for
+ * this has closed. */
+void sj__xserver_unref(sj_xserver_t *srv) {
+  if (--srv->refs > 0)
+    return;
+  uv_close((uv_handle_t *)&srv->finale, on_final);
 }
 
 static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) {
@@ -143,6 +152,8 @@ int sj_xserver_new(sj_xserver_t **out, uv_loop_t *loop, const sj_side_spec_t *li
                                         .transport = srv->opts.transport,
                                         .ws_path = srv->opts.ws_path};
   srv->refs++; /* the listener */
+  uv_idle_init(loop, &srv->finale);
+  srv->finale.data = srv;
   *out = srv;
   return 0;
 }

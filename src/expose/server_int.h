@@ -31,6 +31,7 @@ struct sj_xserver {
   int refs; /* the server itself, the listener, sessions, tunnels */
   int closing;
   sj_xserver_close_cb close_cb;
+  uv_idle_t finale; /* closed last, to free the server from the loop */
 };
 
 typedef enum { XS_CARRIER, XS_AUTH, XS_WELCOME, XS_MUX, XS_ENDED } xsession_stage_t;
@@ -69,6 +70,7 @@ struct xtunnel {
   uv_timer_t grace;
   int refs; /* the connector, the timer */
   int closing;
+  const char *why; /* it was closed (a static phrase) */
 };
 
 /* server.c */

@@ -30,6 +30,18 @@ static void on_talk_closed(sj_xlines_t *l, void *arg) {
   session_unref(arg);
 }
 
+static void on_stream_closed(sj_stream_t *s) { session_unref(s->data); }
+
+/* Closes a stream of the session's making; the session (and the server's
+ * pool, which the stream uses) lives until it has closed. */
+static void close_stream(xsession_t *se, sj_stream_t *s) {
+  se->refs++;
+  s->data = se;
+  sj_stream_close(s, 1, on_stream_closed);
+}
+
+static void on_carrier_gone(void *arg) { session_unref(arg); }
+
 /* Talk over s from now on (the carrier, then the control channel). */
 static void talk_over(xsession_t *se, sj_stream_t *s) {
   sj_xlines_init(&se->talk, s, on_line, se);
@@ -54,8 +66,11 @@ void sj__xsession_end(xsession_t *se, const char *why) {
   srv->n_sessions--;
   while (!sj_list_empty(&se->tunnels))
     sj__xtunnel_detach(sj_container_of(se->tunnels.next, xtunnel_t, by_session));
-  if (was == XS_CARRIER)
-    sj_xcarrier_abort(&se->carrier);
+  if (was == XS_CARRIER) {
+    sj_stream_t *top = sj_xcarrier_abort(&se->carrier);
+    if (top != NULL)
+      close_stream(se, top);
+  }
   if (se->talking) {
     se->talking = 0;
     /* A refusal must reach the agent: no reset, which could drop it. */
@@ -86,7 +101,8 @@ static int make_challenge(xsession_t *se) {
 static void on_carrier(void *arg, int status, const char *why, sj_stream_t *top) {
   xsession_t *se = arg;
   if (status != 0) {
-    se->stage = XS_AUTH; /* the carrier has closed everything itself */
+    se->stage = XS_AUTH; /* nothing to abort: the carrier is done */
+    close_stream(se, top);
     sj__xserver_log(se->srv, SJ_LOG_ERROR, "agent %llu (%s): %s", (unsigned long long)se->id,
                     se->peer, why);
     sj__xsession_end(se, why);
@@ -228,7 +244,15 @@ static void start_mux(xsession_t *se) {
     return;
   }
   se->talking = 0;
-  se->refs--; /* the talk's stream is the mux's now; the session still holds a ref */
+  se->refs--; /* the talk's stream is the mux's now */
+  sj_stream_t *guarded;
+  if (sj_xcarrier_guard(top, on_carrier_gone, se, &guarded) != 0) {
+    close_stream(se, top);
+    sj__xsession_end(se, "out of memory");
+    return;
+  }
+  se->refs++; /* until the mux has closed its carrier */
+  top = guarded;
   sj_mux_options_t mo;
   sj_mux_options_init(&mo);
   mo.initiator = 0;

@@ -18,9 +18,14 @@ static void tunnel_unref(xtunnel_t *t) {
   sj__xserver_unref(srv);
 }
 
+/* Said once the listener has closed, so that whoever reads it can count
+ * on the port being free. */
 static void on_conn_closed(sj_connector_t *c, void *data) {
+  xtunnel_t *t = data;
   (void)c;
-  tunnel_unref(data);
+  sj__xserver_log(t->srv, SJ_LOG_INFO, "tunnel %lu: port %d released (%s)",
+                  (unsigned long)t->id, t->port, t->why);
+  tunnel_unref(t);
 }
 
 static void on_grace_closed(uv_handle_t *h) { tunnel_unref(h->data); }
@@ -29,8 +34,7 @@ void sj__xtunnel_close(xtunnel_t *t, const char *why) {
   if (t->closing)
     return;
   t->closing = 1;
-  sj__xserver_log(t->srv, SJ_LOG_INFO, "tunnel %lu: port %d released (%s)",
-                  (unsigned long)t->id, t->port, why);
+  t->why = why;
   sj_list_remove(&t->link);
   if (t->session != NULL) {
     sj_list_remove(&t->by_session);
