@@ -93,6 +93,7 @@ test: deps build unit e2e asan fuzz-replay
 bench: deps-bench build
 	./bench/run
 	./bench/relay
+	./bench/secure
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
