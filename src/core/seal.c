@@ -13,8 +13,7 @@
 _Static_assert(SJ_SEAL_HEADER_BYTES == crypto_secretstream_xchacha20poly1305_HEADERBYTES,
                "header size");
 _Static_assert(SJ_SEAL_TAG_BYTES == crypto_secretstream_xchacha20poly1305_ABYTES, "tag size");
-_Static_assert(sizeof(sj_seal_key_t) == crypto_secretstream_xchacha20poly1305_KEYBYTES,
-               "key size");
+_Static_assert(sizeof(sj_seal_key_t) == crypto_secretstream_xchacha20poly1305_KEYBYTES, "key size");
 
 /* The fixed Argon2id salt (16 bytes with its NUL); changing it changes
  * every key, so it is part of the protocol. */
@@ -28,7 +27,7 @@ typedef struct {
   sj_filter_t f; /* first: the filter lives inside */
   int stage;
   unsigned char master[sizeof(sj_seal_key_t)];
-  unsigned char nonce[SJ_SEAL_NONCE_BYTES]; /* ours */
+  unsigned char nonce[SJ_SEAL_NONCE_BYTES];      /* ours */
   unsigned char recv_key[sizeof(sj_seal_key_t)]; /* until the peer's header */
   SS(state) push, pull;
   /* A decrypted message the reader's chunk had no room for. */
@@ -73,8 +72,7 @@ static void direction_key(const seal_t *s, const unsigned char *from, const unsi
                           unsigned char *out) {
   crypto_generichash_state st;
   crypto_generichash_init(&st, s->master, sizeof s->master, sizeof s->master);
-  crypto_generichash_update(&st, (const unsigned char *)direction_label,
-                            sizeof direction_label);
+  crypto_generichash_update(&st, (const unsigned char *)direction_label, sizeof direction_label);
   crypto_generichash_update(&st, from, SJ_SEAL_NONCE_BYTES);
   crypto_generichash_update(&st, to, SJ_SEAL_NONCE_BYTES);
   crypto_generichash_final(&st, out, sizeof s->master);
@@ -117,9 +115,7 @@ static int seal_encode(sj_filter_t *f, const char *buf, size_t len) {
   return rc < 0 ? rc : (int)n;
 }
 
-static int seal_finish(sj_filter_t *f) {
-  return seal_message((seal_t *)f, NULL, 0, SS(TAG_FINAL));
-}
+static int seal_finish(sj_filter_t *f) { return seal_message((seal_t *)f, NULL, 0, SS(TAG_FINAL)); }
 
 /* ---- receiving ------------------------------------------------------------ */
 
@@ -201,8 +197,7 @@ static int on_message(seal_t *s, const unsigned char *c, size_t clen, char *out,
   return opened(s, tag, mlen, dst, out, cap, produced);
 }
 
-static int on_frame(seal_t *s, const sj_seal_event_t *ev, char *out, size_t cap,
-                    size_t *produced) {
+static int on_frame(seal_t *s, const sj_seal_event_t *ev, char *out, size_t cap, size_t *produced) {
   switch (ev->type) {
   case SJ_SEAL_HELLO:
     return on_hello(s, ev->data);

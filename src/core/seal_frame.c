@@ -5,8 +5,8 @@
 enum { ST_HELLO, ST_HEADER, ST_LEN, ST_BODY };
 
 /* "SJSEAL", its NUL, and the version. */
-static const unsigned char magic[SJ_SEAL_MAGIC_LEN + 1] = {'S', 'J', 'S', 'E', 'A', 'L', 0,
-                                                           SJ_SEAL_VERSION};
+static const unsigned char magic[SJ_SEAL_MAGIC_LEN + 1] = {'S', 'J', 'S', 'E',
+                                                           'A', 'L', 0,   SJ_SEAL_VERSION};
 
 static void expect(sj_seal_parser_t *p, int state, size_t need) {
   p->state = state;
@@ -18,8 +18,8 @@ void sj_seal_parser_init(sj_seal_parser_t *p) { expect(p, ST_HELLO, SJ_SEAL_HELL
 
 const char *sj_seal_strerror(int err) {
   switch (err) {
-#define SJ_SEAL_ERR_CASE(name, code, text) \
-  case code:                               \
+#define SJ_SEAL_ERR_CASE(name, code, text)                                                         \
+  case code:                                                                                       \
     return text;
     SJ_SEAL_ERRORS(SJ_SEAL_ERR_CASE)
 #undef SJ_SEAL_ERR_CASE
@@ -71,8 +71,8 @@ static int64_t parse_hello(sj_seal_parser_t *p, const unsigned char *in, size_t 
   size_t before = p->have;
   const unsigned char *whole;
   size_t n = gather(p, in, len, &whole);
-  int rc = whole != NULL ? check_hello(whole, SJ_SEAL_HELLO_BYTES)
-                         : check_hello(p->buf, before + n);
+  int rc =
+      whole != NULL ? check_hello(whole, SJ_SEAL_HELLO_BYTES) : check_hello(p->buf, before + n);
   if (rc != 0)
     return rc;
   if (whole != NULL) {

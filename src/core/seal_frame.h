@@ -46,10 +46,10 @@ typedef struct {
   size_t len;
 } sj_seal_event_t;
 
-#define SJ_SEAL_ERRORS(XX)                                                   \
-  XX(EMAGIC, -1, "peer is not sockjoin encrypt= (bad hello)")                \
-  XX(EVERSION, -2, "peer speaks another version of encrypt=")                \
-  XX(ESHORT, -3, "message shorter than its authentication tag")             \
+#define SJ_SEAL_ERRORS(XX)                                                                         \
+  XX(EMAGIC, -1, "peer is not sockjoin encrypt= (bad hello)")                                      \
+  XX(EVERSION, -2, "peer speaks another version of encrypt=")                                      \
+  XX(ESHORT, -3, "message shorter than its authentication tag")                                    \
   XX(ELONG, -4, "message longer than the limit")
 
 typedef enum {

@@ -78,8 +78,7 @@ static int load_identity(SSL_CTX *ctx, const sj_tls_config_t *cfg, char *err, si
       (rc = check_readable("key", cfg->key, err, errlen)) != 0)
     return rc;
   if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1)
-    return ctx_fail(err, errlen, UV_EINVAL, "bad certificate file %s: %s", cfg->cert,
-                    ssl_reason());
+    return ctx_fail(err, errlen, UV_EINVAL, "bad certificate file %s: %s", cfg->cert, ssl_reason());
   /* Loading the key already checks it against the certificate. */
   if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1 && !key_mismatch())
     return ctx_fail(err, errlen, UV_EINVAL, "bad key file %s: %s", cfg->key, ssl_reason());
@@ -213,8 +212,7 @@ static int explain(tls_t *t, int e) {
   if (reason > SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256)
     return sj_filter_error(f, is_cert_alert(reason - SSL_AD_REASON_OFFSET) ? SJ_EAUTH : UV_EPROTO,
                            "peer sent alert: %s", text);
-  return sj_filter_error(f, UV_EPROTO, "%s%s", f->handshake_done ? "" : "handshake failed: ",
-                         text);
+  return sj_filter_error(f, UV_EPROTO, "%s%s", f->handshake_done ? "" : "handshake failed: ", text);
 }
 
 static int failed_call(tls_t *t, int ret) {
@@ -412,8 +410,8 @@ static int make_ssl(tls_t *t, const sj_tls_ctx_t *ctx, const char *name) {
   return name != NULL && *name != '\0' ? set_name(t, ctx, name) : 0;
 }
 
-int sj_tls_stream_new(sj_stream_t *lower, const sj_tls_ctx_t *ctx, const char *host,
-                      sj_layer_cb cb, void *arg, sj_stream_t **out) {
+int sj_tls_stream_new(sj_stream_t *lower, const sj_tls_ctx_t *ctx, const char *host, sj_layer_cb cb,
+                      void *arg, sj_stream_t **out) {
   const char *name = ctx->sni[0] != '\0' ? ctx->sni : host;
   if (ctx->verify && (name == NULL || *name == '\0'))
     return UV_EINVAL;

@@ -65,7 +65,7 @@ void sj_tls_ctx_free(sj_tls_ctx_t *ctx);
  * which starts at once. Returns 0 and *out; or UV_ENOMEM, or UV_EINVAL for
  * a verifying client with no name to check, with lower untouched.
  */
-int sj_tls_stream_new(sj_stream_t *lower, const sj_tls_ctx_t *ctx, const char *host,
-                      sj_layer_cb cb, void *arg, sj_stream_t **out);
+int sj_tls_stream_new(sj_stream_t *lower, const sj_tls_ctx_t *ctx, const char *host, sj_layer_cb cb,
+                      void *arg, sj_stream_t **out);
 
 #endif

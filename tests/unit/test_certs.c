@@ -119,9 +119,9 @@ int certs_make(certs_t *c) {
 }
 
 void certs_remove(const certs_t *c) {
-  const char *files[] = {c->ca,          c->other_ca,    c->server_cert,
-                         c->server_key,  c->client_cert, c->client_key,
-                         c->other_client_cert, c->other_client_key, c->garbage};
+  const char *files[] = {c->ca,          c->other_ca,   c->server_cert,       c->server_key,
+                         c->client_cert, c->client_key, c->other_client_cert, c->other_client_key,
+                         c->garbage};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     unlink(files[i]);
   rmdir(c->dir);

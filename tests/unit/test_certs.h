@@ -7,7 +7,7 @@
 #define CERT_PATH_MAX 128
 
 typedef struct {
-  char dir[32]; /* short, so every path below fits */
+  char dir[32];                    /* short, so every path below fits */
   char ca[CERT_PATH_MAX];          /* CA 1                                  */
   char other_ca[CERT_PATH_MAX];    /* CA 2, trusted by nobody in particular */
   char server_cert[CERT_PATH_MAX]; /* CN=localhost, DNS:localhost, IP:127.0.0.1, by CA 1 */

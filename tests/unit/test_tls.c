@@ -102,8 +102,7 @@ static void wrap_server(conn_t *c, sj_tls_ctx_t *ctx, int read) {
   peer_attach(&c->b, s, read);
 }
 
-static void open_tls(conn_t *c, sj_tls_ctx_t *cctx, const char *host, sj_tls_ctx_t *sctx,
-                     int tcp) {
+static void open_tls(conn_t *c, sj_tls_ctx_t *cctx, const char *host, sj_tls_ctx_t *sctx, int tcp) {
   raw_pair(c, tcp);
   wrap_client(c, cctx, host, 1);
   wrap_server(c, sctx, 1);
@@ -254,7 +253,8 @@ static void test_system_store_refuses_private_ca(void **state) {
 
 static void test_wrong_host_name(void **state) {
   (void)state;
-  expect_client_refusal(certs.ca, "example.com", "tls: certificate verify failed: hostname mismatch");
+  expect_client_refusal(certs.ca, "example.com",
+                        "tls: certificate verify failed: hostname mismatch");
 }
 
 static void test_wrong_ip_address(void **state) {
