@@ -124,6 +124,16 @@ static void put_session_frames(sj_mux_t *m) {
                                  SJ_MUX_CODE_REFUSED);
 }
 
+/* Puts a channel back at the head of the turn order: one that could not
+ * take its turn for lack of room keeps its place, so that OPENs go out in
+ * the order of their ids (the peer insists). */
+static void push_front(sj_link_t *head, sj_link_t *n) {
+  n->next = head->next;
+  n->prev = head;
+  head->next->prev = n;
+  head->next = n;
+}
+
 /* Gathers what is due into the output buffer, as far as it has room. */
 static void fill(sj_mux_t *m) {
   if (m->carrier_dead)
@@ -142,12 +152,15 @@ static void fill(sj_mux_t *m) {
     sj_mux_channel_t *ch = sj_container_of(m->sendq.next, sj_mux_channel_t, send_link);
     size_t before = m->out_len;
     sj_list_remove(&ch->send_link);
-    if (take_turn(m, ch))
+    int more = take_turn(m, ch);
+    if (m->out_len == before) {
+      push_front(&m->sendq, &ch->send_link);
+      break; /* no room for the next turn */
+    }
+    if (more)
       sj_list_push(&m->sendq, &ch->send_link);
     else
       sj__mux_channel_maybe_free(ch); /* a closed channel with its last frame out */
-    if (m->out_len == before)
-      break; /* no room for the next turn */
   }
 }
 

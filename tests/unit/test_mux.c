@@ -228,11 +228,43 @@ static int setup(void **state) {
   return 0;
 }
 
+/* Closes a channel the test took but never attached to an end. */
+static void fx_close_accepted(fx_t *fx, int side, int i) {
+  sj_stream_close(fx->accepted[side][i], 1, NULL);
+  fx->accepted[side][i] = NULL;
+}
+
+static void fx_close_mux(fx_t *fx, int side) {
+  sj_mux_close(fx->mux[side]);
+  fx->mux[side] = NULL;
+}
+
+/* What a failed test left open is closed here, so that the next test
+ * starts clean and the failure is reported rather than hanging. */
+static void close_leftovers(fx_t *fx) {
+  for (int side = 0; side < 2; side++) {
+    for (int i = 0; i < MAX_CH; i++)
+      if (fx->ends[side][i].s != NULL && fx->ends[side][i].closed == 0)
+        end_close(&fx->ends[side][i], 1);
+    for (int i = 0; i < fx->n_accepted[side]; i++)
+      if (fx->accepted[side][i] != NULL && fx->accepted[side][i]->data == NULL)
+        fx_close_accepted(fx, side, i);
+    if (fx->mux[side] != NULL)
+      sj_mux_close(fx->mux[side]);
+    fx->mux[side] = NULL;
+  }
+}
+
 static int teardown(void **state) {
   fx_t *fx = *state;
+  close_leftovers(fx);
   if (fx->raw_fd >= 0)
     close(fx->raw_fd);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
+  uint64_t deadline = mono_ms() + 10000;
+  while (uv_loop_alive(&fx->loop) && mono_ms() < deadline) {
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    loop_wait(&fx->loop, -1);
+  }
   int rc = uv_loop_close(&fx->loop);
   sj_pool_drain(&fx->pool);
   free(fx);
@@ -304,9 +336,11 @@ static void close_all(fx_t *fx, int n, int reset) {
     for (int i = 0; i < n; i++)
       if (!fx->ends[side][i].closed)
         end_close(&fx->ends[side][i], reset);
-  for (int side = 0; side < 2; side++)
+  for (int side = 0; side < 2; side++) {
     if (fx->mux[side] != NULL)
       sj_mux_close(fx->mux[side]);
+    fx->mux[side] = NULL;
+  }
   WAIT_FOR(&fx->loop, ({
              int all = 1;
              for (int side = 0; side < 2; side++)
@@ -480,6 +514,47 @@ static void test_two_hundred_channels(void **state) {
   }
   close_all(fx, N, 0);
   assert_int_equal(fx->ended[0] + fx->ended[1], 0);
+}
+
+/* Channels opened while the output is full of another's data still reach
+ * the peer in the order of their ids (the peer refuses any other order). */
+static void test_opens_behind_a_full_output_stay_in_order(void **state) {
+  fx_t *fx = *state;
+  enum { N = 60 };
+  start_pair(fx, NULL, NULL);
+  open_channels(fx, 1);
+  end_send(&fx->ends[0][0], 8 * MIB, 1);
+  for (int i = 1; i < N; i++) {
+    sj_stream_t *ch;
+    assert_int_equal(sj_mux_open(fx->mux[0], &ch), 0);
+    end_attach(&fx->ends[0][i], ch, 2000 + (uint64_t)i, 1000 + (uint64_t)i);
+    sj_stream_read_start(ch);
+    end_send(&fx->ends[0][i], 70000, 1);
+    if (i % 7 == 0)
+      uv_run(&fx->loop, UV_RUN_NOWAIT); /* let some of the output go */
+  }
+  WAIT_FOR(&fx->loop, fx->n_accepted[1] == N || fx->ended[1] > 0);
+  assert_int_equal(fx->ended[1], 0);
+  for (int i = 0; i < N; i++) {
+    if (i > 0) { /* channel 0's end was attached by open_channels() */
+      end_attach(&fx->ends[1][i], fx->accepted[1][i], 1000 + (uint64_t)i, 2000 + (uint64_t)i);
+      sj_stream_read_start(fx->accepted[1][i]);
+    }
+    end_send(&fx->ends[1][i], 0, 1);
+  }
+  WAIT_FOR(&fx->loop, ({
+             int all = 1;
+             for (int i = 0; i < N; i++)
+               all &= fx->ends[1][i].eof && fx->ends[0][i].eof;
+             all;
+           }));
+  assert_int_equal(fx->ends[1][0].rx_bytes, 8 * MIB);
+  for (int i = 1; i < N; i++) {
+    assert_int_equal(fx->ends[1][i].rx_bytes, 70000);
+    assert_false(fx->ends[1][i].mismatch);
+  }
+  assert_int_equal(fx->ended[0] + fx->ended[1], 0);
+  close_all(fx, N, 0);
 }
 
 /* A channel whose reader stops holds up nobody: the busy channel beside it
@@ -822,8 +897,7 @@ static void test_goaway_when_peer_closes(void **state) {
   fx_t *fx = *state;
   start_pair(fx, NULL, NULL);
   open_channels(fx, 1);
-  sj_mux_close(fx->mux[1]);
-  fx->mux[1] = NULL;
+  fx_close_mux(fx, 1);
   WAIT_FOR(&fx->loop, fx->ended[0] == 1);
   assert_int_equal(fx->status[0], UV_ECONNABORTED);
   assert_string_equal(fx->why[0], "peer ended the session");
@@ -857,7 +931,7 @@ static void test_heartbeat_finds_a_silent_peer(void **state) {
   RAW_WAIT_FOR(fx, &seen, seen.eof);
   assert_int_equal(seen.frames[SJ_MUX_GOAWAY], 1);
   assert_int_equal(seen.goaway_code, SJ_MUX_CODE_TIMEOUT);
-  sj_mux_close(fx->mux[0]);
+  fx_close_mux(fx, 0);
 }
 
 static void test_pings_keep_a_live_session(void **state) {
@@ -888,9 +962,9 @@ static void expect_protocol_error(fx_t *fx, const void *frames, size_t len, cons
   assert_int_equal(fx->status[0], UV_EPROTO);
   assert_string_equal(fx->why[0], why);
   assert_int_equal(seen.goaway_code, SJ_MUX_CODE_PROTOCOL);
-  sj_mux_close(fx->mux[0]);
+  fx_close_mux(fx, 0);
   for (int i = 0; i < fx->n_accepted[0]; i++)
-    sj_stream_close(fx->accepted[0][i], 0, NULL);
+    fx_close_accepted(fx, 0, i);
 }
 
 static void test_protocol_error_bad_frame(void **state) {
@@ -949,7 +1023,7 @@ static void test_frames_for_closed_channel_are_dropped(void **state) {
   size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
   raw_send(fx, f, n);
   WAIT_FOR(&fx->loop, fx->n_accepted[0] == 1);
-  sj_stream_close(fx->accepted[0][0], 1, NULL);
+  fx_close_accepted(fx, 0, 0);
   RAW_WAIT_FOR(fx, &seen, seen.frames[SJ_MUX_RESET] == 1);
   assert_int_equal(seen.last_reset_id, 2);
   assert_int_equal(seen.last_reset_code, SJ_MUX_CODE_NONE);
@@ -964,7 +1038,7 @@ static void test_frames_for_closed_channel_are_dropped(void **state) {
   raw_send(fx, f, n);
   RAW_WAIT_FOR(fx, &seen, seen.frames[SJ_MUX_PONG] == 1);
   assert_int_equal(fx->ended[0], 0);
-  sj_mux_close(fx->mux[0]);
+  fx_close_mux(fx, 0);
   RAW_WAIT_FOR(fx, &seen, seen.eof);
   assert_int_equal(seen.frames[SJ_MUX_GOAWAY], 1);
   assert_int_equal(seen.goaway_code, SJ_MUX_CODE_NONE);
@@ -1007,7 +1081,7 @@ static void test_window_updates_are_batched(void **state) {
   RAW_WAIT_FOR(fx, &seen, seen.frames[SJ_MUX_WINDOW] >= (int)(MIB / SJ_MUX_GRANT) - 1);
   assert_true(seen.frames[SJ_MUX_WINDOW] <= (int)(MIB / SJ_MUX_GRANT));
   end_close(e, 1);
-  sj_mux_close(fx->mux[0]);
+  fx_close_mux(fx, 0);
   WAIT_FOR(&fx->loop, e->closed == 2);
 }
 
@@ -1019,6 +1093,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_16mib_each_way_on_many_channels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_two_hundred_channels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stalled_channel_beside_busy_one, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_opens_behind_a_full_output_stay_in_order, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_connector_joins_channels_to_sockets, setup, teardown),
       cmocka_unit_test_setup_teardown(test_far_connect_failure_closes_the_client, setup,
                                       teardown),
