@@ -94,6 +94,7 @@ bench: deps-bench build
 	./bench/run
 	./bench/relay
 	./bench/secure
+	./bench/expose
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
