@@ -123,8 +123,10 @@ static int parse_count(const char *s, unsigned long long min, unsigned long long
   if (errno != 0)
     return -1;
   if (allow_suffix && *end != '\0' && end[1] == '\0') {
-    int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20
-              : *end == 'g' || *end == 'G' ? 30 : -1;
+    int shift = *end == 'k' || *end == 'K'   ? 10
+                : *end == 'm' || *end == 'M' ? 20
+                : *end == 'g' || *end == 'G' ? 30
+                                             : -1;
     if (shift < 0 || v > (max >> shift))
       return -1;
     v <<= shift;
@@ -196,11 +198,9 @@ static int parse_range(const char *s, unsigned *lo, unsigned *hi) {
 static int parse_side(const char *kind, const char *v, sj_side_spec_t *spec, char *why,
                       size_t whylen) {
   char side[SJ_HOST_MAX + 32];
-  if (strchr(v, ',') != NULL || strncmp(v, "listen:", 7) == 0 ||
-      strncmp(v, "connect:", 8) == 0 ||
+  if (strchr(v, ',') != NULL || strncmp(v, "listen:", 7) == 0 || strncmp(v, "connect:", 8) == 0 ||
       (size_t)snprintf(side, sizeof side, "%s:%s", kind, v) >= sizeof side) {
-    snprintf(why, whylen, "expected %s", strcmp(kind, "listen") == 0 ? "[HOST:]PORT"
-                                                                      : "HOST:PORT");
+    snprintf(why, whylen, "expected %s", strcmp(kind, "listen") == 0 ? "[HOST:]PORT" : "HOST:PORT");
     return -1;
   }
   return sj_side_parse(side, spec, why, whylen) == 0 ? 0 : -1;
@@ -231,8 +231,7 @@ typedef struct {
 
 #define SECONDS_HINT "expected seconds > 0"
 
-static const valued_t *find_valued(const valued_t *table, size_t n, const char *arg,
-                                   size_t nlen) {
+static const valued_t *find_valued(const valued_t *table, size_t n, const char *arg, size_t nlen) {
   for (size_t k = 0; k < n; k++)
     if (strlen(table[k].name) == nlen && strncmp(arg, table[k].name, nlen) == 0)
       return &table[k];
@@ -241,8 +240,8 @@ static const valued_t *find_valued(const valued_t *table, size_t n, const char *
 
 /* Finds the option in arg and its value (after '=' or the next argument).
  * Returns the entry, or NULL with err set. */
-static const valued_t *take_valued(const valued_t *table, size_t n, int argc, char **argv,
-                                   int *i, const char **value, char *err, size_t errlen) {
+static const valued_t *take_valued(const valued_t *table, size_t n, int argc, char **argv, int *i,
+                                   const char **value, char *err, size_t errlen) {
   const char *arg = argv[*i];
   size_t nlen = strcspn(arg, "=");
   const valued_t *v = find_valued(table, n, arg, nlen);
@@ -264,9 +263,23 @@ static const valued_t *take_valued(const valued_t *table, size_t n, int argc, ch
 /* ---- sockjoin server ------------------------------------------------------ */
 
 enum {
-  S_LISTEN, S_PUBLIC_HOST, S_PUBLIC_BIND, S_PORT_RANGE, S_TLS_CERT, S_TLS_KEY, S_KEYS_FILE,
-  S_TRANSPORT, S_WS_PATH, S_MAX_TUNNELS, S_MAX_STREAMS, S_MAX_AGENTS, S_GRACE, S_HANDSHAKE,
-  S_HEARTBEAT, S_HEARTBEAT_TIMEOUT, S_BUFFER
+  S_LISTEN,
+  S_PUBLIC_HOST,
+  S_PUBLIC_BIND,
+  S_PORT_RANGE,
+  S_TLS_CERT,
+  S_TLS_KEY,
+  S_KEYS_FILE,
+  S_TRANSPORT,
+  S_WS_PATH,
+  S_MAX_TUNNELS,
+  S_MAX_STREAMS,
+  S_MAX_AGENTS,
+  S_GRACE,
+  S_HANDSHAKE,
+  S_HEARTBEAT,
+  S_HEARTBEAT_TIMEOUT,
+  S_BUFFER
 };
 
 static const valued_t server_valued[] = {
@@ -316,8 +329,7 @@ static int apply_server_number(int id, const char *v, sj_xserver_options_t *o) {
   }
 }
 
-static int apply_server(int id, const char *v, cli_server_config_t *cfg, char *why,
-                        size_t whylen) {
+static int apply_server(int id, const char *v, cli_server_config_t *cfg, char *why, size_t whylen) {
   sj_xserver_options_t *o = &cfg->opts;
   switch (id) {
   case S_LISTEN:
@@ -395,8 +407,19 @@ xcli_action_t cli_server_parse(int argc, char **argv, cli_server_config_t *cfg, 
 /* ---- sockjoin expose ------------------------------------------------------ */
 
 enum {
-  E_SERVER, E_REMOTE_PORT, E_API_KEY, E_API_KEY_FILE, E_CA, E_TRANSPORT, E_WS_PATH,
-  E_CONNECT_TIMEOUT, E_HANDSHAKE, E_RETRY_MIN, E_RETRY_MAX, E_HEARTBEAT, E_HEARTBEAT_TIMEOUT,
+  E_SERVER,
+  E_REMOTE_PORT,
+  E_API_KEY,
+  E_API_KEY_FILE,
+  E_CA,
+  E_TRANSPORT,
+  E_WS_PATH,
+  E_CONNECT_TIMEOUT,
+  E_HANDSHAKE,
+  E_RETRY_MIN,
+  E_RETRY_MAX,
+  E_HEARTBEAT,
+  E_HEARTBEAT_TIMEOUT,
   E_BUFFER
 };
 
@@ -516,8 +539,8 @@ static xcli_action_t check_expose(cli_expose_config_t *cfg, const expose_extra_t
   if (o->server_host[0] == '\0')
     return usage_error(err, errlen, "--server HOST[:PORT] is required");
   if (x->n_remote > o->n_tunnels)
-    return usage_error(err, errlen, "%zu --remote-port options for %zu local services",
-                       x->n_remote, o->n_tunnels);
+    return usage_error(err, errlen, "%zu --remote-port options for %zu local services", x->n_remote,
+                       o->n_tunnels);
   if ((o->ca[0] != '\0' || o->insecure) && !o->tls)
     return usage_error(err, errlen, "%s needs --tls", o->insecure ? "--insecure" : "--ca");
   if (o->ca[0] != '\0' && o->insecure)

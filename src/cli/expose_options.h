@@ -21,7 +21,7 @@ typedef struct {
 typedef struct {
   sj_xagent_options_t opts;
   sj_xagent_tunnel_t tunnels[SJ_XAGENT_TUNNELS_MAX];
-  char api_key[1025];          /* from --api-key                      */
+  char api_key[1025]; /* from --api-key                      */
   int has_api_key;
   char api_key_file[SJ_FILE_MAX]; /* from --api-key-file             */
 } cli_expose_config_t;

@@ -25,8 +25,8 @@ static void print_time(FILE *f) {
   gettimeofday(&tv, NULL);
   struct tm tm;
   gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1,
-          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+          tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 }
 
 static void on_log(sj_xserver_t *s, sj_log_level_t level, const char *msg, void *data) {
@@ -54,8 +54,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 /* The keys of --api-keys-file, else of SOCKJOIN_API_KEYS. */
-static int load_keys(const cli_server_config_t *cfg, sj_xkeys_t *keys, char *err,
-                     size_t errlen) {
+static int load_keys(const cli_server_config_t *cfg, sj_xkeys_t *keys, char *err, size_t errlen) {
   if (cfg->keys_file[0] != '\0') {
     int n = sj_xkeys_load(keys, cfg->keys_file, err, errlen);
     if (n == 0 && !cfg->opts.no_auth) {

@@ -104,8 +104,8 @@ void sj__xagent_lost(sj_xagent_t *a, int status, const char *why, int fatal) {
     return;
   }
   double wait = next_backoff(a);
-  sj__xagent_log(a, SJ_LOG_ERROR, "connection to the server lost: %s; reconnecting in %.1f s",
-                 why, wait);
+  sj__xagent_log(a, SJ_LOG_ERROR, "connection to the server lost: %s; reconnecting in %.1f s", why,
+                 wait);
   uv_timer_start(&a->retry, on_retry, (uint64_t)(wait * 1000), 0);
 }
 
@@ -131,9 +131,8 @@ static void on_conn_closed(sj_connector_t *c, void *data) {
 static int load_tls(sj_xagent_t *a, char *err, size_t errlen) {
   if (!a->opts.tls)
     return 0;
-  sj_tls_config_t cfg = {.server = 0,
-                         .ca = a->opts.ca[0] != '\0' ? a->opts.ca : NULL,
-                         .no_verify = a->opts.insecure};
+  sj_tls_config_t cfg = {
+      .server = 0, .ca = a->opts.ca[0] != '\0' ? a->opts.ca : NULL, .no_verify = a->opts.insecure};
   return sj_tls_ctx_new(&cfg, &a->tls, err, errlen);
 }
 
@@ -185,9 +184,8 @@ static int open_tunnel(sj_xagent_t *a, size_t i, const sj_xagent_tunnel_t *spec)
   t->local.kind = SJ_SIDE_CONNECT;
   snprintf(t->local.host, sizeof t->local.host, "%s", spec->local_host);
   t->local.port = spec->local_port;
-  snprintf(t->local_text, sizeof t->local_text,
-           strchr(spec->local_host, ':') ? "[%s]:%d" : "%s:%d", spec->local_host,
-           spec->local_port);
+  snprintf(t->local_text, sizeof t->local_text, strchr(spec->local_host, ':') ? "[%s]:%d" : "%s:%d",
+           spec->local_host, spec->local_port);
   t->fed[SJ_A].kind = t->fed[SJ_B].kind = SJ__SIDE_FED;
   sj_options_t o;
   sj_options_init(&o);
@@ -231,8 +229,11 @@ int sj_xagent_new(sj_xagent_t **out, uv_loop_t *loop, const sj_xagent_options_t 
     free_agent(a);
     return rc;
   }
-  a->carrier = (sj_xcarrier_config_t){.server = 0, .tls = a->tls, .host = a->server.host,
-                                      .port = a->server.port, .transport = opts->transport,
+  a->carrier = (sj_xcarrier_config_t){.server = 0,
+                                      .tls = a->tls,
+                                      .host = a->server.host,
+                                      .port = a->server.port,
+                                      .transport = opts->transport,
                                       .ws_path = a->opts.ws_path};
   a->refs = 1; /* itself; the retry timer closes last (sj__xagent_unref) */
   uv_timer_init(loop, &a->retry);

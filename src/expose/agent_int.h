@@ -17,19 +17,19 @@ typedef struct xconn xconn_t;
 typedef struct {
   sj_xagent_t *a;
   size_t index;
-  sj_side_spec_t local; /* connect:HOST:PORT                         */
+  sj_side_spec_t local;  /* connect:HOST:PORT                         */
   sj_side_spec_t fed[2]; /* the connector's sides: channels, locals  */
   char local_text[SJ_HOST_MAX + 16];
-  unsigned asked;   /* what the user asked for (0: any)              */
-  unsigned port;    /* the public port last given (0: none yet)      */
-  uint32_t id;      /* the tunnel id on the current connection; 0: none */
+  unsigned asked; /* what the user asked for (0: any)              */
+  unsigned port;  /* the public port last given (0: none yet)      */
+  uint32_t id;    /* the tunnel id on the current connection; 0: none */
   sj_connector_t *conn;
 } atunnel_t;
 
 struct sj_xagent {
   uv_loop_t *loop;
   sj_xagent_options_t opts;
-  sj_xkey_t key; /* data NULL: none */
+  sj_xkey_t key;                  /* data NULL: none */
   char id[SJ_XCTL_AGENT_LEN + 1]; /* random, sent with every answer */
   atunnel_t *tunnels;
   size_t n_tunnels;
@@ -37,16 +37,24 @@ struct sj_xagent {
   sj_pool_t pool;
   sj_tls_ctx_t *tls;
   sj_xcarrier_config_t carrier;
-  xconn_t *conn;      /* the connection being made or up; NULL between */
+  xconn_t *conn; /* the connection being made or up; NULL between */
   uv_timer_t retry;
   double backoff_s;
-  int ever_up;        /* a connection has had all its tunnels exposed */
+  int ever_up; /* a connection has had all its tunnels exposed */
   int done, closing;
   int refs; /* itself, the timer, connections, connectors */
   sj_xagent_close_cb close_cb;
 };
 
-typedef enum { XC_DIAL, XC_CARRIER, XC_HELLO, XC_WELCOME, XC_REQUESTS, XC_UP, XC_ENDED } xconn_stage_t;
+typedef enum {
+  XC_DIAL,
+  XC_CARRIER,
+  XC_HELLO,
+  XC_WELCOME,
+  XC_REQUESTS,
+  XC_UP,
+  XC_ENDED
+} xconn_stage_t;
 
 struct xconn {
   sj_xagent_t *a;
@@ -58,9 +66,9 @@ struct xconn {
   int talking;
   uv_timer_t deadline;
   sj_mux_t *mux;
-  size_t next; /* the tunnel being asked for */
+  size_t next;      /* the tunnel being asked for */
   sj_link_t locals; /* channels waiting for their local connection */
-  int refs; /* itself, the timer, the talk's stream */
+  int refs;         /* itself, the timer, the talk's stream */
 };
 
 /* agent.c */

@@ -14,8 +14,8 @@ typedef int (*layer_fn)(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_
  * same errors reach the stream's reader anyway). */
 typedef void (*quiet_fn)(sj_stream_t *s);
 
-static int tls_layer(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_layer_cb cb,
-                     void *arg, sj_stream_t **out) {
+static int tls_layer(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_layer_cb cb, void *arg,
+                     sj_stream_t **out) {
   if (cfg->tls == NULL)
     return 1;
   return sj_tls_stream_new(lower, cfg->tls, cfg->server ? NULL : cfg->host, cb, arg, out);
@@ -26,8 +26,8 @@ static void filter_quiet(sj_stream_t *s) { sj_layer_set_cb(s, NULL, NULL); }
 /* The WebSocket carrier is built separately (src/expose/ws*.c); until this
  * build has it, asking for it fails here, and the CLI says so up front
  * (sj_xcarrier_available). */
-static int ws_layer(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_layer_cb cb,
-                    void *arg, sj_stream_t **out) {
+static int ws_layer(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_layer_cb cb, void *arg,
+                    sj_stream_t **out) {
   (void)lower;
   (void)cb;
   (void)arg;
@@ -189,8 +189,7 @@ int sj_xcarrier_guard(sj_stream_t *s, void (*gone)(void *arg), void *arg, sj_str
   guard_t *g = calloc(1, sizeof *g);
   if (g == NULL)
     return UV_ENOMEM;
-  g->base = (sj_stream_t){.ops = &guard_ops, .loop = s->loop, .pool = s->pool,
-                          .origin = s->origin};
+  g->base = (sj_stream_t){.ops = &guard_ops, .loop = s->loop, .pool = s->pool, .origin = s->origin};
   g->lower = s;
   g->gone = gone;
   g->gone_arg = arg;

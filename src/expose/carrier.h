@@ -21,13 +21,13 @@ typedef enum {
 } sj_xcarrier_transport_t;
 
 typedef struct {
-  int server;               /* 1: the accepting end (the expose server)   */
-  const sj_tls_ctx_t *tls;  /* NULL: no TLS                               */
-  const char *host;         /* client: the dialled host (TLS name check,
-                               the WebSocket's Host header)               */
-  int port;                 /* client: the dialled port                   */
+  int server;              /* 1: the accepting end (the expose server)   */
+  const sj_tls_ctx_t *tls; /* NULL: no TLS                               */
+  const char *host;        /* client: the dialled host (TLS name check,
+                              the WebSocket's Host header)               */
+  int port;                /* client: the dialled port                   */
   sj_xcarrier_transport_t transport;
-  const char *ws_path;      /* the WebSocket's request path ("/")          */
+  const char *ws_path; /* the WebSocket's request path ("/")          */
 } sj_xcarrier_config_t;
 
 /* Every layer is up: status 0 and the top stream; or a failure with a
@@ -38,7 +38,7 @@ typedef void (*sj_xcarrier_cb)(void *arg, int status, const char *why, sj_stream
 typedef struct {
   const sj_xcarrier_config_t *cfg; /* borrowed until the callback */
   sj_stream_t *top;
-  int next;     /* the next layer to try                      */
+  int next;        /* the next layer to try                      */
   int handshaking; /* top is layer next - 1, in its handshake */
   char why[160];
   sj_xcarrier_cb cb;

@@ -8,8 +8,8 @@
 
 const char *sj_xctl_strerror(int err) {
   switch (err) {
-#define SJ_XCTL_ERR_CASE(name, code, text) \
-  case code:                               \
+#define SJ_XCTL_ERR_CASE(name, code, text)                                                         \
+  case code:                                                                                       \
     return text;
     SJ_XCTL_ERRORS(SJ_XCTL_ERR_CASE)
 #undef SJ_XCTL_ERR_CASE

@@ -75,17 +75,17 @@ typedef struct {
   char text[SJ_XCTL_TEXT_MAX + 1];
 } sj_xctl_msg_t;
 
-#define SJ_XCTL_ERRORS(XX)                                                    \
-  XX(ETOOLONG, -1, "control line longer than 256 bytes")                      \
-  XX(ECHAR, -2, "control line holds a byte that is not printable ASCII")      \
-  XX(EGREETING, -3, "not a sockjoin expose server (unexpected greeting)")     \
-  XX(EVERSION, -4, "unsupported sockjoin expose protocol version")            \
-  XX(EWORD, -5, "unexpected control message")                                 \
-  XX(EFIELDS, -6, "wrong fields in a control message")                        \
-  XX(ETOKEN, -7, "bad challenge or answer (expected 64 hex digits)")          \
-  XX(EPORT, -8, "bad port (expected 0 to 65535)")                             \
-  XX(ETUNNEL, -9, "bad tunnel id (expected 1 to 4294967295)")                 \
-  XX(ETEXT, -10, "reason or host too long")                                  \
+#define SJ_XCTL_ERRORS(XX)                                                                         \
+  XX(ETOOLONG, -1, "control line longer than 256 bytes")                                           \
+  XX(ECHAR, -2, "control line holds a byte that is not printable ASCII")                           \
+  XX(EGREETING, -3, "not a sockjoin expose server (unexpected greeting)")                          \
+  XX(EVERSION, -4, "unsupported sockjoin expose protocol version")                                 \
+  XX(EWORD, -5, "unexpected control message")                                                      \
+  XX(EFIELDS, -6, "wrong fields in a control message")                                             \
+  XX(ETOKEN, -7, "bad challenge or answer (expected 64 hex digits)")                               \
+  XX(EPORT, -8, "bad port (expected 0 to 65535)")                                                  \
+  XX(ETUNNEL, -9, "bad tunnel id (expected 1 to 4294967295)")                                      \
+  XX(ETEXT, -10, "reason or host too long")                                                        \
   XX(EAGENT, -11, "bad agent id (expected 16 hex digits)")
 
 typedef enum {

@@ -44,17 +44,15 @@ typedef struct {
 
 /* A tunnel is up; valid during the call. */
 typedef struct {
-  size_t index;        /* in the options' tunnels                      */
-  const char *local;   /* "HOST:PORT" of the local service             */
+  size_t index;      /* in the options' tunnels                      */
+  const char *local; /* "HOST:PORT" of the local service             */
   const char *public_host;
   unsigned public_port;
   uint32_t tunnel_id;
 } sj_xagent_exposed_t;
 
-typedef void (*sj_xagent_log_cb)(sj_xagent_t *a, sj_log_level_t level, const char *msg,
-                                 void *data);
-typedef void (*sj_xagent_exposed_cb)(sj_xagent_t *a, const sj_xagent_exposed_t *info,
-                                     void *data);
+typedef void (*sj_xagent_log_cb)(sj_xagent_t *a, sj_log_level_t level, const char *msg, void *data);
+typedef void (*sj_xagent_exposed_cb)(sj_xagent_t *a, const sj_xagent_exposed_t *info, void *data);
 /* The agent has stopped for good: status < 0 and why (a line for the user,
  * "unauthorized: wrong API key"). It can then only be closed. */
 typedef void (*sj_xagent_done_cb)(sj_xagent_t *a, int status, const char *why, void *data);
@@ -74,10 +72,10 @@ typedef struct {
   int insecure;         /* accept any server certificate        */
   sj_xcarrier_transport_t transport;
   char ws_path[SJ_HOST_MAX];
-  double connect_timeout_s;   /* to the server and to local services; 10 */
-  double handshake_timeout_s; /* TLS, ws, auth and the requests; 10      */
-  double retry_min_s;         /* first back-off after a loss; 0.5        */
-  double retry_max_s;         /* back-off cap; 30                        */
+  double connect_timeout_s;      /* to the server and to local services; 10 */
+  double handshake_timeout_s;    /* TLS, ws, auth and the requests; 10      */
+  double retry_min_s;            /* first back-off after a loss; 0.5        */
+  double retry_max_s;            /* back-off cap; 30                        */
   unsigned heartbeat_ms;         /* mux PING period; 10000              */
   unsigned heartbeat_timeout_ms; /* silence that ends a session; 30000  */
   size_t buffer_size;            /* per direction of a stream; 256 KiB  */

@@ -93,8 +93,9 @@ static int read_all(const char *path, char **out, size_t *len, char *err, size_t
   int bad = buf == NULL || ferror(f);
   fclose(f);
   if (bad || n > FILE_MAX) {
-    snprintf(err, errlen, bad ? "API keys file %s: cannot read it"
-                              : "API keys file %s is larger than 1 MiB", path);
+    snprintf(err, errlen,
+             bad ? "API keys file %s: cannot read it" : "API keys file %s is larger than 1 MiB",
+             path);
     free(buf);
     return UV_EINVAL;
   }

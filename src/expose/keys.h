@@ -10,8 +10,8 @@
 
 #include <stddef.h>
 
-#define SJ_XKEY_MAX 1024    /* bytes of one key           */
-#define SJ_XKEYS_MAX 4096   /* keys in all                */
+#define SJ_XKEY_MAX 1024  /* bytes of one key           */
+#define SJ_XKEYS_MAX 4096 /* keys in all                */
 
 typedef struct {
   char *data; /* NUL-terminated; len bytes */

@@ -24,8 +24,8 @@ typedef struct sj_xlines sj_xlines_t;
  * phrase for a log ("connection closed by the peer", "unsupported sockjoin
  * expose protocol version", ...). status is UV_EPROTO for a line that broke
  * the protocol, else the stream's error (UV_EOF at its end). */
-typedef void (*sj_xlines_cb)(sj_xlines_t *l, int status, const sj_xctl_msg_t *msg,
-                             const char *why, void *arg);
+typedef void (*sj_xlines_cb)(sj_xlines_t *l, int status, const sj_xctl_msg_t *msg, const char *why,
+                             void *arg);
 /* Everything sent has been written (status 0), or writing failed. */
 typedef void (*sj_xlines_sent_cb)(sj_xlines_t *l, int status, void *arg);
 typedef void (*sj_xlines_closed_cb)(sj_xlines_t *l, void *arg);
@@ -36,8 +36,8 @@ struct sj_xlines {
   char line[SJ_XCTL_LINE_MAX];
   size_t have;
   sj_xctl_stage_t stage;
-  int want;       /* a line has been asked for          */
-  int ended;      /* the stream's input ended (end_status) */
+  int want;  /* a line has been asked for          */
+  int ended; /* the stream's input ended (end_status) */
   int end_status;
   int reading;
   int delivering; /* inside the line callback            */

@@ -73,8 +73,8 @@ static void on_accept(sj_listener_t *l, int status, sj_stream_t *s, void *data) 
   if (srv->closing || srv->n_sessions >= srv->opts.max_agents) {
     char peer[SJ_PEER_HOST_MAX + 16];
     sj_origin_text(&s->origin, peer, sizeof peer);
-    sj__xserver_log(srv, SJ_LOG_ERROR, "agent %s refused: %u agents connected (the limit)",
-                    peer, srv->n_sessions);
+    sj__xserver_log(srv, SJ_LOG_ERROR, "agent %s refused: %u agents connected (the limit)", peer,
+                    srv->n_sessions);
     sj_stream_close(s, 1, NULL);
     return;
   }
@@ -90,8 +90,9 @@ static int load_security(sj_xserver_t *srv, const sj_xserver_options_t *o, char 
     return UV_ENOMEM;
   }
   if (srv->keys.n == 0 && !o->no_auth) {
-    snprintf(err, errlen, "no API keys configured (give --api-keys-file or set "
-                          "SOCKJOIN_API_KEYS, or run with --no-auth)");
+    snprintf(err, errlen,
+             "no API keys configured (give --api-keys-file or set "
+             "SOCKJOIN_API_KEYS, or run with --no-auth)");
     return SJ_ECONFIG;
   }
   if (o->tls_cert[0] == '\0' && o->tls_key[0] == '\0')
@@ -136,8 +137,8 @@ int sj_xserver_new(sj_xserver_t **out, uv_loop_t *loop, const sj_side_spec_t *li
     rc = UV_ENOTSUP;
   }
   if (rc == 0) {
-    rc = sj_listener_open(loop, &srv->pool, &srv->listen, &srv->opts.keepalive, 0, on_accept,
-                          srv, &srv->listener);
+    rc = sj_listener_open(loop, &srv->pool, &srv->listen, &srv->opts.keepalive, 0, on_accept, srv,
+                          &srv->listener);
     if (rc != 0) {
       char where[SJ_HOST_MAX + 16];
       listen_text(&srv->listen, where, sizeof where);
@@ -148,9 +149,8 @@ int sj_xserver_new(sj_xserver_t **out, uv_loop_t *loop, const sj_side_spec_t *li
     free_server(srv);
     return rc;
   }
-  srv->carrier = (sj_xcarrier_config_t){.server = 1, .tls = srv->tls,
-                                        .transport = srv->opts.transport,
-                                        .ws_path = srv->opts.ws_path};
+  srv->carrier = (sj_xcarrier_config_t){
+      .server = 1, .tls = srv->tls, .transport = srv->opts.transport, .ws_path = srv->opts.ws_path};
   srv->refs++; /* the listener */
   uv_idle_init(loop, &srv->finale);
   srv->finale.data = srv;

@@ -42,7 +42,7 @@ struct xsession {
   uint64_t id;
   char peer[SJ_PEER_HOST_MAX + 16];
   xsession_stage_t stage;
-  int key; /* the key it proved; -1 without auth */
+  int key;                           /* the key it proved; -1 without auth */
   char agent[SJ_XCTL_AGENT_LEN + 1]; /* the agent's id ("" if it gave none) */
   char challenge[SJ_XCTL_TOKEN_LEN + 1];
   sj_xcarrier_t carrier;
@@ -59,13 +59,13 @@ struct xtunnel {
   sj_link_t link;       /* in srv->tunnels                        */
   sj_link_t by_session; /* in its session's list while attached   */
   sj_xserver_t *srv;
-  xsession_t *session;  /* NULL while its agent is away           */
-  uint64_t session_id;  /* of the last session (limits without auth) */
+  xsession_t *session; /* NULL while its agent is away           */
+  uint64_t session_id; /* of the last session (limits without auth) */
   uint32_t id;
   int port;
   int key;
   char agent[SJ_XCTL_AGENT_LEN + 1]; /* of the session that has it (or had) */
-  sj_side_spec_t sides[2]; /* the connector's: public listener, channels */
+  sj_side_spec_t sides[2];           /* the connector's: public listener, channels */
   sj_connector_t *conn;
   uv_timer_t grace;
   int refs; /* the connector, the timer */

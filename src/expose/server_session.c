@@ -141,8 +141,7 @@ void sj__xsession_start(sj_xserver_t *srv, sj_stream_t *s) {
   se->refs = 2; /* itself and its timer */
   uv_timer_init(srv->loop, &se->deadline);
   se->deadline.data = se;
-  uv_timer_start(&se->deadline, on_deadline, (uint64_t)(srv->opts.handshake_timeout_s * 1000),
-                 0);
+  uv_timer_start(&se->deadline, on_deadline, (uint64_t)(srv->opts.handshake_timeout_s * 1000), 0);
   sj__xserver_log(srv, SJ_LOG_INFO, "agent %llu (%s): connected", (unsigned long long)se->id,
                   se->peer);
   sj_xcarrier_start(&se->carrier, s, &srv->carrier, on_carrier, se);
@@ -221,9 +220,10 @@ static void on_channel(sj_mux_t *m, sj_stream_t *ch, void *data) {
   xsession_t *se = data;
   (void)m;
   if (sj_mux_channel_tag(ch) != 0 || se->talking) {
-    sj__xserver_log(se->srv, SJ_LOG_ERROR, "agent %llu (%s): refused a channel it opened "
-                    "(only its control channel may be opened)", (unsigned long long)se->id,
-                    se->peer);
+    sj__xserver_log(se->srv, SJ_LOG_ERROR,
+                    "agent %llu (%s): refused a channel it opened "
+                    "(only its control channel may be opened)",
+                    (unsigned long long)se->id, se->peer);
     sj_mux_refuse(ch, NULL);
     return;
   }

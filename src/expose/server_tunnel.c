@@ -23,8 +23,8 @@ static void tunnel_unref(xtunnel_t *t) {
 static void on_conn_closed(sj_connector_t *c, void *data) {
   xtunnel_t *t = data;
   (void)c;
-  sj__xserver_log(t->srv, SJ_LOG_INFO, "tunnel %lu: port %d released (%s)",
-                  (unsigned long)t->id, t->port, t->why);
+  sj__xserver_log(t->srv, SJ_LOG_INFO, "tunnel %lu: port %d released (%s)", (unsigned long)t->id,
+                  t->port, t->why);
   tunnel_unref(t);
 }
 
@@ -250,8 +250,9 @@ void sj__xtunnel_request(xsession_t *se, unsigned port, int prefer, sj_xctl_msg_
     return;
   }
   if (t != NULL && !prefer) {
-    refuse(reply, t->session == se ? "port %u is already exposed by this agent"
-                                   : "port %u is in use", port, 0, 0);
+    refuse(reply,
+           t->session == se ? "port %u is already exposed by this agent" : "port %u is in use",
+           port, 0, 0);
     return;
   }
   if (tunnels_of(se) >= srv->opts.max_tunnels) {

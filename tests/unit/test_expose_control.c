@@ -294,11 +294,11 @@ static void test_keys_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_hello),        cmocka_unit_test(test_need_more_and_cap),
-      cmocka_unit_test(test_auth),         cmocka_unit_test(test_welcome),
-      cmocka_unit_test(test_request),      cmocka_unit_test(test_reply),
-      cmocka_unit_test(test_format),       cmocka_unit_test(test_format_refuses),
-      cmocka_unit_test(test_keys),         cmocka_unit_test(test_keys_refused),
+      cmocka_unit_test(test_hello),   cmocka_unit_test(test_need_more_and_cap),
+      cmocka_unit_test(test_auth),    cmocka_unit_test(test_welcome),
+      cmocka_unit_test(test_request), cmocka_unit_test(test_reply),
+      cmocka_unit_test(test_format),  cmocka_unit_test(test_format_refuses),
+      cmocka_unit_test(test_keys),    cmocka_unit_test(test_keys_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
