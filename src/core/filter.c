@@ -313,6 +313,9 @@ static int report(sj_filter_t *f) {
   }
   if (f->failed && !f->failure_reported && !f->closing) {
     f->failure_reported = f->handshake_reported = 1;
+    /* An alert saying why goes out before the owner hears of the failure,
+     * which it usually answers by closing. */
+    flush_lower(f);
     if (f->on_event != NULL)
       f->on_event(&f->base, f->error, f->text, f->event_arg);
   }

@@ -68,6 +68,13 @@ static void fail_closing(sj_prep_t *p, int status, const char *why) {
   finish(p, status, why);
 }
 
+/* A layer that failed its handshake may have queued an alert saying why
+ * (TLS "certificate required"): closing without a reset lets it out. */
+static void fail_layer(sj_prep_t *p, int status, const char *why) {
+  sj_stream_close(p->stream, 0, NULL);
+  finish(p, status, why);
+}
+
 static void advance(sj_prep_t *p);
 
 /* ---- verify ---------------------------------------------------------------- */
@@ -205,7 +212,7 @@ static void advance(sj_prep_t *p) {
 void sj__prep_layer_done(sj_prep_t *p, int status, const char *why, sj_stream_t *s) {
   if (status != 0) {
     p->stream = s;
-    fail_closing(p, status, why);
+    fail_layer(p, status, why);
     return;
   }
   p->stream = s;
