@@ -12,6 +12,7 @@ import hashlib
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -500,6 +501,99 @@ def test_dead_agent_found_by_heartbeat(sockjoin, servers):
         srv.wait_stderr(r"tunnel %d \(port %d\): agent away" % (tid, pub))
     finally:
         agent.proc.send_signal(signal.SIGCONT)
+
+
+def test_dead_server_found_by_heartbeat(sockjoin, servers):
+    """A server that stops answering (SIGSTOP) is found dead by the agent
+    within heartbeat-timeout + heartbeat; once the server runs again the
+    agent is back on the same port (taking its tunnel back, or over from
+    its own old session if the server sees the new one first)."""
+    local = echo_server(servers)
+    srv, server = start_server(sockjoin, "-v")
+    agent, [(host, pub, tid)] = start_agent(sockjoin, [local.addr], server, "--heartbeat", "0.2",
+                                            "--heartbeat-timeout", "1", "--retry-max", "0.5")
+    srv.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        agent.wait_stderr(r"connection to the server lost: no frame from the peer", timeout=10)
+        assert time.monotonic() - t0 < 6
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+    assert read_exposed(agent, local.addr) == (host, pub, tid)
+    roundtrip((host, pub))
+
+
+class FreezingProxy:
+    """A TCP proxy to target whose connections can be frozen: bytes stop
+    flowing both ways but nothing is closed, as when a network path dies
+    without a word. Connections made after a freeze flow normally."""
+
+    def __init__(self, target):
+        self.target = parse_hostport(target)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.live = []  # [client, upstream, frozen-event]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.target)
+            conn = [c, u, threading.Event()]
+            self.live.append(conn)
+            threading.Thread(target=self._pump, args=(conn,), daemon=True).start()
+
+    def _pump(self, conn):
+        c, u, frozen = conn
+        peer = {c: u, u: c}
+        with contextlib.suppress(OSError, ValueError):  # ValueError: closed at teardown
+            while not frozen.is_set():
+                r, _, _ = select.select([c, u], [], [], 0.1)
+                for s in r:
+                    if frozen.is_set():
+                        break
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    peer[s].sendall(data)
+
+    def freeze(self):
+        for conn in self.live:
+            conn[2].set()
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        for c, u, _ in self.live:
+            c.close()
+            u.close()
+
+
+def test_agent_takes_its_tunnel_over_after_a_silent_network_loss(sockjoin, servers):
+    """The path to the server dies silently: the agent finds out first (its
+    heartbeat is shorter), reconnects, and takes its own tunnel over from
+    the session the server still thinks alive; same port, same id."""
+    local = echo_server(servers)
+    srv, server = start_server(sockjoin, "-v", "--heartbeat-timeout", "60")
+    proxy = FreezingProxy(server)
+    try:
+        agent, [(host, pub, tid)] = start_agent(sockjoin, [local.addr], proxy.addr, "--heartbeat",
+                                                "0.2", "--heartbeat-timeout", "1",
+                                                "--retry-max", "0.5")
+        roundtrip((host, pub))
+        proxy.freeze()
+        agent.wait_stderr(r"connection to the server lost: no frame from the peer")
+        assert read_exposed(agent, local.addr) == (host, pub, tid)
+        srv.wait_stderr(r"tunnel %d \(port %d\): taken over by agent 2" % (tid, pub))
+        roundtrip((host, pub))
+    finally:
+        proxy.close()
 
 
 def test_local_service_down(sockjoin):
