@@ -194,7 +194,10 @@ static void flush_lower(sj_filter_t *f) {
 }
 
 /* Encodes what the queue has room for; calls nobody above. Returns the
- * bytes taken from buf, or a negative code. */
+ * bytes taken from buf, or a negative code. The queue is flushed as it
+ * fills: when the lower stream takes it all at once (a roomy kernel
+ * buffer), no write completion will come to ask for more, so encoding
+ * goes on here until buf is taken or the lower stream is busy. */
 static int encode_some(sj_filter_t *f, const char *buf, size_t len) {
   size_t taken = 0;
   while (taken < len && f->out_queued < SJ_FILTER_OUT_HWM) {
@@ -206,6 +209,8 @@ static int encode_some(sj_filter_t *f, const char *buf, size_t len) {
     if (n == 0)
       break;
     taken += (size_t)n;
+    if (f->out_queued >= SJ_FILTER_OUT_HWM)
+      flush_lower(f);
   }
   flush_lower(f);
   return (int)taken;
@@ -224,7 +229,9 @@ static void on_lower_shutdown(sj_stream_t *lower, int status, void *arg) {
   (void)lower;
   if (f->closing)
     return;
-  if (status < 0)
+  /* Once held, the owner's shutdown has long completed and both ends have
+   * said goodbye: a peer already gone is no failure. */
+  if (status < 0 && !f->held)
     fail_lower(f, status, "shutdown: ");
   else
     f->shut_done = 1;
@@ -247,9 +254,13 @@ static void advance_shutdown(sj_filter_t *f) {
   }
   if (f->out_head != NULL || f->lower_shutting || f->failed)
     return;
+  if (f->codec->hold_lower != NULL && f->codec->hold_lower(f)) {
+    f->held = 1;
+    return;
+  }
   f->lower_shutting = 1;
   int rc = sj_stream_shutdown(f->lower, on_lower_shutdown, f);
-  if (rc == SJ_DONE)
+  if (rc == SJ_DONE || (rc < 0 && f->held))
     f->shut_done = 1;
   else if (rc < 0)
     fail_lower(f, rc, "shutdown: ");
@@ -266,7 +277,7 @@ static void step_down(sj_filter_t *f) {
       return;
   }
   advance_shutdown(f);
-  if (f->scb != NULL && (f->shut_done || f->failed)) {
+  if (f->scb != NULL && (f->shut_done || f->held || f->failed)) {
     sj_shutdown_cb cb = f->scb;
     f->scb = NULL;
     cb(&f->base, f->failed ? f->error : 0, f->sarg);
@@ -496,7 +507,7 @@ static int f_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
   advance_shutdown(f);
   if (f->failed)
     return f->error;
-  if (f->shut_done)
+  if (f->shut_done || f->held)
     return SJ_DONE;
   f->scb = cb;
   f->sarg = arg;

@@ -78,6 +78,12 @@ typedef struct {
   int (*truncated)(sj_filter_t *f);
   /* Frees the codec's state and the filter itself (it lives inside it). */
   void (*destroy)(sj_filter_t *f);
+  /* Optional: nonzero while the lower write side must stay open after the
+   * end marker has gone out (a WebSocket waits for the peer's close frame,
+   * as a proxy ends the whole connection on a half-close). The shutdown
+   * from above completes once the marker is written; the lower write side
+   * is shut when this turns 0 (checked on every turn), or never. */
+  int (*hold_lower)(sj_filter_t *f);
 } sj_filter_codec_t;
 
 /* Private to filter.c: codecs embed it as their first member and use only
@@ -110,6 +116,7 @@ struct sj_filter {
   unsigned up_eof : 1, eof_delivered : 1;
   unsigned failed : 1, failure_reported : 1, error_delivered : 1;
   unsigned wpending : 1, shut_requested : 1, finished : 1, lower_shutting : 1, shut_done : 1;
+  unsigned held : 1; /* shut from above, the lower write side held open */
   unsigned started : 1, closing : 1, busy : 1, again : 1;
 };
 
