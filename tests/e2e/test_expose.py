@@ -23,7 +23,7 @@ import time
 import pytest
 
 from conftest import (DEADLINE, Sockjoin, Worker, connect_tcp, expect_closed, free_port,
-                      parse_hostport, recv_exact, recv_hash_until_eof, run_sockjoin,
+                      parse_hostport, recv_exact, recv_hash_until_eof, rst_close, run_sockjoin,
                       send_all_then_shutdown, wait_for)
 
 KEY = "k3y-for-tests"
@@ -285,6 +285,29 @@ def test_stalled_stream_beside_a_busy_one(sockjoin, servers):
     assert (n, h) == (SIZE, hashlib.sha256(data).hexdigest())
     n, h = recv_hash_until_eof(stalled, timeout=DEADLINE * 4)
     assert (n, h) == (len(flood), hashlib.sha256(flood).hexdigest())
+
+
+def test_reset_crosses_both_ways(sockjoin, servers):
+    """A reset on either end reaches the other end as a reset, not as a
+    clean end of data."""
+    local = servers()  # connections are taken with accept_next()
+    _, server = start_server(sockjoin)
+    _, [(host, pub, _)] = start_agent(sockjoin, [local.addr], server)
+    # The local service resets: the public client sees a reset.
+    client = connect_tcp((host, pub))
+    client.sendall(b"a")
+    service = local.accept_next()
+    assert recv_exact(service, 1) == b"a"
+    rst_close(service)
+    assert expect_closed(client)[0] == "reset"
+    client.close()
+    # The public client resets: the local service sees a reset.
+    client = connect_tcp((host, pub))
+    client.sendall(b"b")
+    service = local.accept_next()
+    assert recv_exact(service, 1) == b"b"
+    rst_close(client)
+    assert expect_closed(service)[0] == "reset"
 
 
 # --------------------------------------------------------------------------
