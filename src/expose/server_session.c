@@ -236,32 +236,43 @@ static unsigned max_channels(const sj_xserver_options_t *o) {
   return n > 1000000 ? 1000000 : (unsigned)n;
 }
 
-static void start_mux(xsession_t *se) {
-  sj_xserver_t *srv = se->srv;
-  sj_stream_t *top;
-  if (sj_xlines_detach(&se->talk, &top) != 0) {
-    sj__xsession_end(se, "out of memory");
-    return;
-  }
+static void mux_options(xsession_t *se, sj_mux_options_t *mo) {
+  const sj_xserver_options_t *o = &se->srv->opts;
+  sj_mux_options_init(mo);
+  mo->initiator = 0;
+  mo->max_channels = max_channels(o);
+  mo->ping_ms = o->heartbeat_ms;
+  mo->idle_timeout_ms = o->heartbeat_timeout_ms;
+  mo->on_accept = on_channel;
+  mo->on_end = on_mux_end;
+  mo->data = se;
+}
+
+/* The talk's stream, guarded (carrier.h), for the mux; NULL on failure
+ * (then it has been closed). */
+static sj_stream_t *carrier_for_mux(xsession_t *se) {
+  sj_stream_t *top, *guarded;
+  if (sj_xlines_detach(&se->talk, &top) != 0)
+    return NULL;
   se->talking = 0;
-  se->refs--; /* the talk's stream is the mux's now */
-  sj_stream_t *guarded;
+  se->refs--; /* the talk's stream is ours again */
   if (sj_xcarrier_guard(top, on_carrier_gone, se, &guarded) != 0) {
     close_stream(se, top);
+    return NULL;
+  }
+  se->refs++; /* until the mux has closed its carrier */
+  return guarded;
+}
+
+static void start_mux(xsession_t *se) {
+  sj_xserver_t *srv = se->srv;
+  sj_stream_t *top = carrier_for_mux(se);
+  if (top == NULL) {
     sj__xsession_end(se, "out of memory");
     return;
   }
-  se->refs++; /* until the mux has closed its carrier */
-  top = guarded;
   sj_mux_options_t mo;
-  sj_mux_options_init(&mo);
-  mo.initiator = 0;
-  mo.max_channels = max_channels(&srv->opts);
-  mo.ping_ms = srv->opts.heartbeat_ms;
-  mo.idle_timeout_ms = srv->opts.heartbeat_timeout_ms;
-  mo.on_accept = on_channel;
-  mo.on_end = on_mux_end;
-  mo.data = se;
+  mux_options(se, &mo);
   int rc = sj_mux_new(top, &mo, &se->mux);
   if (rc != 0) {
     sj_stream_close(top, 1, NULL);
@@ -270,12 +281,11 @@ static void start_mux(xsession_t *se) {
   }
   se->stage = XS_MUX;
   uv_timer_stop(&se->deadline);
-  if (srv->opts.no_auth)
-    sj__xserver_log(srv, SJ_LOG_INFO, "agent %llu (%s): ready (no auth)",
-                    (unsigned long long)se->id, se->peer);
-  else
-    sj__xserver_log(srv, SJ_LOG_INFO, "agent %llu (%s): authenticated with key %d",
-                    (unsigned long long)se->id, se->peer, se->key + 1);
+  char how[48] = "ready (no auth)";
+  if (!srv->opts.no_auth)
+    snprintf(how, sizeof how, "authenticated with key %d", se->key + 1);
+  sj__xserver_log(srv, SJ_LOG_INFO, "agent %llu (%s): %s", (unsigned long long)se->id, se->peer,
+                  how);
 }
 
 static void on_reply_sent(sj_xlines_t *l, int status, void *arg) {

@@ -201,29 +201,23 @@ static unsigned tunnels_of(const xsession_t *se) {
   return n;
 }
 
-static int new_tunnel(xsession_t *se, unsigned port, int prefer, sj_xctl_msg_t *reply) {
-  sj_xserver_t *srv = se->srv;
-  xtunnel_t *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    refuse(reply, "server out of memory", 0, 0, 0);
-    return -1;
+/* Why a tunnel could not be bound, for the agent. */
+static void bind_refusal(const sj_xserver_t *srv, int rc, unsigned port, int prefer,
+                         sj_xctl_msg_t *reply) {
+  if (rc == UV_EADDRINUSE && port != 0 && !prefer) {
+    refuse(reply, "port %u is in use", port, 0, 0);
+  } else if (rc == UV_EADDRINUSE) {
+    refuse(reply, "no free port in %u-%u", srv->opts.port_lo, srv->opts.port_hi, 0);
+  } else {
+    reply->type = SJ_XCTL_ERROR;
+    snprintf(reply->text, sizeof reply->text, "cannot listen on a public port: %s",
+             sj_strerror(rc));
   }
-  t->srv = srv;
-  t->key = se->key;
-  t->id = srv->next_tunnel_id;
-  int rc = port != 0 ? bind_port(t, (int)port) : bind_any(t);
-  if (rc == UV_EADDRINUSE && port != 0 && prefer)
-    rc = bind_any(t);
-  if (rc != 0) {
-    free(t);
-    if (rc == UV_EADDRINUSE && port != 0 && !prefer)
-      refuse(reply, "port %u is in use", port, 0, 0);
-    else if (rc == UV_EADDRINUSE)
-      refuse(reply, "no free port in %u-%u", srv->opts.port_lo, srv->opts.port_hi, 0);
-    else
-      refuse(reply, "cannot listen on the public port: error %u", (unsigned)-rc, 0, 0);
-    return -1;
-  }
+}
+
+/* A bound tunnel joins the server's list and its session. */
+static void enlist(xtunnel_t *t, xsession_t *se) {
+  sj_xserver_t *srv = t->srv;
   srv->next_tunnel_id = srv->next_tunnel_id == UINT32_MAX ? 1 : srv->next_tunnel_id + 1;
   uv_timer_init(srv->loop, &t->grace);
   t->grace.data = t;
@@ -232,10 +226,29 @@ static int new_tunnel(xsession_t *se, unsigned port, int prefer, sj_xctl_msg_t *
   sj_list_init(&t->by_session);
   sj_list_push(&srv->tunnels, &t->link);
   attach(t, se);
-  accept_reply(t, reply);
   sj__xserver_log(srv, SJ_LOG_INFO, "tunnel %lu (port %d): exposed for agent %llu",
                   (unsigned long)t->id, t->port, (unsigned long long)se->id);
-  return 0;
+}
+
+static void new_tunnel(xsession_t *se, unsigned port, int prefer, sj_xctl_msg_t *reply) {
+  xtunnel_t *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    refuse(reply, "server out of memory", 0, 0, 0);
+    return;
+  }
+  t->srv = se->srv;
+  t->key = se->key;
+  t->id = se->srv->next_tunnel_id;
+  int rc = port != 0 ? bind_port(t, (int)port) : bind_any(t);
+  if (rc == UV_EADDRINUSE && port != 0 && prefer)
+    rc = bind_any(t);
+  if (rc != 0) {
+    free(t);
+    bind_refusal(se->srv, rc, port, prefer, reply);
+    return;
+  }
+  enlist(t, se);
+  accept_reply(t, reply);
 }
 
 void sj__xtunnel_request(xsession_t *se, unsigned port, int prefer, sj_xctl_msg_t *reply) {
