@@ -140,9 +140,15 @@ static size_t message_header(relay_client_t *c, char *out, uint8_t kind, size_t 
   return h + sj_link_put((uint8_t *)out + h, kind, c->my_id, c->peer_id);
 }
 
+/* "PEER|N|" and a whole HELLO. */
+static size_t hello_message(relay_client_t *c, char *out) {
+  size_t h = sj_relay_header(out, HEADER_MAX, c->peer, c->peer_len, SJ_LINK_HELLO_LEN);
+  return h + sj_link_put_hello((uint8_t *)out + h, c->my_id, c->peer_id, c->opts.role);
+}
+
 static void send_hello(relay_client_t *c) {
-  char buf[HEADER_MAX];
-  ctl_send(c, buf, message_header(c, buf, SJ_LINK_HELLO, 0));
+  char buf[HEADER_MAX + 1];
+  ctl_send(c, buf, hello_message(c, buf));
 }
 
 static void send_keepalive(relay_client_t *c) {
@@ -257,9 +263,18 @@ static void deliver(relay_client_t *c) {
   }
 }
 
-static void on_hello(relay_client_t *c, uint64_t from, uint64_t to) {
+static const char *role_verb(uint8_t role) {
+  return role == 'L' ? "listens for connections" : "connects to a service";
+}
+
+static void on_hello(relay_client_t *c, uint64_t from, uint64_t to, uint8_t role) {
   if (from == 0)
     return;
+  if (role != 0 && role == c->opts.role) {
+    fail(c, UV_EINVAL, "the far end (%s) also %s: one end must listen and the other connect",
+         c->peer, role_verb(role));
+    return;
+  }
   if (c->peer_id != from) {
     if (c->ready) {
       fail(c, UV_ECONNRESET, "the far end (%s) started a new session; what was in flight is lost",
@@ -290,7 +305,7 @@ static void link_feed(relay_client_t *c, const char *data, size_t len) {
     data += n;
     len -= n;
     if (ev.type == SJ_LINK_HELLO_EV) {
-      on_hello(c, ev.from, ev.to);
+      on_hello(c, ev.from, ev.to, ev.role);
     } else if (ev.type == SJ_LINK_DATA_EV) {
       /* Bytes of another pair of sessions are stale: dropped. */
       if (c->ready && ev.from == c->peer_id && ev.to == c->my_id &&
@@ -371,11 +386,11 @@ static void on_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
     return;
   }
   /* Registration, then the first HELLO, in one write. */
-  char buf[SJ_RELAY_NAME_MAX + 1 + HEADER_MAX];
+  char buf[SJ_RELAY_NAME_MAX + 1 + HEADER_MAX + 1];
   memcpy(buf, c->name, c->name_len);
   buf[c->name_len] = '|';
   size_t n = c->name_len + 1;
-  n += message_header(c, buf + n, SJ_LINK_HELLO, 0);
+  n += hello_message(c, buf + n);
   ctl_send(c, buf, n);
   uv_timer_start(&c->timer, on_timer, c->opts.hello_ms, c->opts.hello_ms);
 }

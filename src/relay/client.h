@@ -27,6 +27,8 @@
 typedef struct {
   const char *name;      /* this end's name (copied)                     */
   const char *peer;      /* the far end's name (copied)                  */
+  uint8_t role;          /* told to the peer in HELLO ('L', 'C'); a peer of
+                            the same role fails the handshake (0: any)    */
   uint64_t max_message;  /* the relay's payload limit (default 16 MiB)   */
   unsigned keepalive_ms; /* "NAME|0|" after this long without sending
                             (default 10000; the relay's idle timeout is

@@ -25,8 +25,8 @@ sj_link_event_type_t sj_link_begin(sj_link_parser_t *p, uint64_t length) {
 static sj_link_event_type_t header_done(sj_link_parser_t *p, sj_link_event_t *ev) {
   ev->from = get_u64(p->hdr + 1);
   ev->to = get_u64(p->hdr + 9);
-  if (p->hdr[0] == SJ_LINK_HELLO && p->left == 0)
-    return SJ_LINK_HELLO_EV;
+  if (p->hdr[0] == SJ_LINK_HELLO && p->left == 1)
+    return SJ_LINK_NEED_MORE; /* its role byte follows */
   if (p->hdr[0] == SJ_LINK_DATA && p->left > 0)
     return SJ_LINK_NEED_MORE;
   p->skip = 1;
@@ -52,6 +52,14 @@ size_t sj_link_parse(sj_link_parser_t *p, const char *buf, size_t len, sj_link_e
   }
   if (len == 0)
     return 0;
+  if (p->hdr[0] == SJ_LINK_HELLO) {
+    ev->type = SJ_LINK_HELLO_EV;
+    ev->from = get_u64(p->hdr + 1);
+    ev->to = get_u64(p->hdr + 9);
+    ev->role = (uint8_t)buf[0];
+    p->left -= 1;
+    return 1;
+  }
   ev->type = SJ_LINK_DATA_EV;
   ev->from = get_u64(p->hdr + 1);
   ev->to = get_u64(p->hdr + 9);
@@ -66,4 +74,10 @@ size_t sj_link_put(uint8_t *out, uint8_t kind, uint64_t from, uint64_t to) {
   put_u64(out + 1, from);
   put_u64(out + 9, to);
   return SJ_LINK_HEADER;
+}
+
+size_t sj_link_put_hello(uint8_t *out, uint64_t from, uint64_t to, uint8_t role) {
+  sj_link_put(out, SJ_LINK_HELLO, from, to);
+  out[SJ_LINK_HEADER] = role;
+  return SJ_LINK_HELLO_LEN;
 }

@@ -7,10 +7,12 @@
  *
  *   kind u8 | sender's session u64 | receiver's session u64 | [bytes]
  *
- *   'H' HELLO  no bytes. The receiver id is the sender's view of the peer
- *              (0 while it knows none). Sent until the peer answers; a
- *              HELLO whose receiver id is the reader's own completes the
- *              handshake on the reader's side.
+ *   'H' HELLO  one byte: the sender's role ('L' it listens for local
+ *              connections, 'C' it connects to a service), so that two
+ *              ends of the same role can tell their users. The receiver id
+ *              is the sender's view of the peer (0 while it knows none).
+ *              Sent until the peer answers; a HELLO whose receiver id is the
+ *              reader's own completes the handshake on the reader's side.
  *   'D' DATA   the carrier's bytes, in order, for exactly this pair of
  *              sessions: bytes of an older session (sent before a peer
  *              reconnected, delivered after) are dropped, never mistaken
@@ -31,22 +33,24 @@
 #include <stdint.h>
 
 #define SJ_LINK_HEADER 17
+#define SJ_LINK_HELLO_LEN (SJ_LINK_HEADER + 1)
 #define SJ_LINK_HELLO 'H'
 #define SJ_LINK_DATA 'D'
 
 typedef enum {
   SJ_LINK_NEED_MORE = 0, /* all input consumed, no event yet                 */
-  SJ_LINK_HELLO_EV,      /* a whole HELLO: from, to                          */
+  SJ_LINK_HELLO_EV,      /* a whole HELLO: from, to, role                    */
   SJ_LINK_DATA_EV,       /* data, len (> 0): the next bytes of a DATA message
                             from, to                                         */
   SJ_LINK_BAD            /* the message is not a link message (too short, an
-                            unknown kind, a HELLO with bytes); the rest of it
-                            is skipped                                       */
+                            unknown kind, a HELLO of the wrong size); the
+                            rest of it is skipped                            */
 } sj_link_event_type_t;
 
 typedef struct {
   sj_link_event_type_t type;
   uint64_t from, to;
+  uint8_t role;     /* HELLO */
   const char *data; /* points into the input */
   size_t len;
 } sj_link_event_t;
@@ -72,5 +76,7 @@ size_t sj_link_parse(sj_link_parser_t *p, const char *buf, size_t len, sj_link_e
 
 /* Writes a message header; returns SJ_LINK_HEADER. */
 size_t sj_link_put(uint8_t *out, uint8_t kind, uint64_t from, uint64_t to);
+/* Writes a whole HELLO; returns SJ_LINK_HELLO_LEN. */
+size_t sj_link_put_hello(uint8_t *out, uint64_t from, uint64_t to, uint8_t role);
 
 #endif

@@ -131,6 +131,7 @@ static void start_link(sj_tunnel_t *t) {
   sj_relay_client_options_init(&co);
   co.name = t->name;
   co.peer = t->peer;
+  co.role = t->o.listen ? 'L' : 'C';
   co.max_message = t->o.max_message;
   co.keepalive_ms = t->o.keepalive_ms;
   co.connect_timeout_s = t->o.connect_timeout_s;

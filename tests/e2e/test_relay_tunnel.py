@@ -350,6 +350,21 @@ def test_far_end_restarted(tunnel):
     echo_check(t, seed=6)
 
 
+@pytest.mark.parametrize("role", ["--listen", "--connect"])
+def test_two_ends_of_one_role_are_told(procs, servers, role):
+    """Both ends listening (or both connecting) cannot work: each says so."""
+    relay = procs("relay", "--listen", "127.0.0.1:0")
+    raddr = re.fullmatch(r"listening relay (\S+)", relay.read_stdout_line()).group(1)
+    where = "127.0.0.1:0" if role == "--listen" else servers().addr
+    ends = [procs("relay-tunnel", "--relay", raddr, "--name", me, "--peer", other, role, where)
+            for me, other in (("a", "b"), ("b", "a"))]
+    verb = "listens for connections" if role == "--listen" else "connects to a service"
+    for end, other in zip(ends, ("b", "a")):
+        end.wait_stderr(r"relay link: the far end \(%s\) also %s: one end must listen and the "
+                        r"other connect" % (other, verb))
+        assert end.alive()
+
+
 def test_keepalive_holds_an_idle_tunnel(tunnel):
     """An idle tunnel keeps its registrations through a relay that drops
     clients silent for a second, and still works afterwards."""

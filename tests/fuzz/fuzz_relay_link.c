@@ -41,6 +41,7 @@ static void link_part(sj_link_parser_t *lp, const char *data, size_t len, outcom
       note(o, &ev.type, sizeof ev.type);
       note(o, &ev.from, sizeof ev.from);
       note(o, &ev.to, sizeof ev.to);
+      note(o, &ev.role, sizeof ev.role);
     }
     data += n;
     len -= n;

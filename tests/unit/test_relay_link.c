@@ -47,7 +47,8 @@ static void link_part(both_t *b, const char *data, size_t len) {
     data += n;
     len -= n;
     if (ev.type == SJ_LINK_HELLO_EV)
-      put(&b->t, "H:%llx:%llx;", (unsigned long long)ev.from, (unsigned long long)ev.to);
+      put(&b->t, "H:%llx:%llx:%c;", (unsigned long long)ev.from, (unsigned long long)ev.to,
+          ev.role);
     else if (ev.type == SJ_LINK_BAD)
       put(&b->t, "B;");
     if (ev.type == SJ_LINK_DATA_EV) {
@@ -152,11 +153,11 @@ static void test_hello_and_data(void **state) {
   (void)state;
   static wire_t w;
   w.len = 0;
-  w_link(&w, "srv", SJ_LINK_HELLO, 0x0102030405060708ULL, 0, "");
+  w_link(&w, "srv", SJ_LINK_HELLO, 0x0102030405060708ULL, 0, "L");
   w_link(&w, "srv", SJ_LINK_DATA, 0x0102030405060708ULL, 0xffffffffffffffffULL, "mux bytes");
   w_link(&w, "other", SJ_LINK_DATA, 7, 8, "xyz");
   expect_both(w.bytes, w.len,
-              "M:srv:17;H:102030405060708:0;M:srv:26;D:102030405060708:ffffffffffffffff:mux "
+              "M:srv:18;H:102030405060708:0:L;M:srv:26;D:102030405060708:ffffffffffffffff:mux "
               "bytes;M:other:20;D:7:8:xyz;");
 }
 
@@ -168,13 +169,18 @@ static void test_not_link_messages_are_skipped(void **state) {
   w_link(&w, "srv", 'X', 1, 2, "payload"); /* unknown kind */
   w_link(&w, "srv", SJ_LINK_HELLO, 1, 2, "extra");
   w_link(&w, "srv", SJ_LINK_DATA, 1, 2, ""); /* data without bytes */
-  w_link(&w, "srv", SJ_LINK_HELLO, 3, 4, "");
-  expect_both(w.bytes, w.len, "M:srv:16;B;M:srv:24;B;M:srv:22;B;M:srv:17;B;M:srv:17;H:3:4;");
+  w_link(&w, "srv", SJ_LINK_HELLO, 1, 2, ""); /* no role */
+  w_link(&w, "srv", SJ_LINK_HELLO, 3, 4, "C");
+  expect_both(w.bytes, w.len,
+              "M:srv:16;B;M:srv:24;B;M:srv:22;B;M:srv:17;B;M:srv:17;B;M:srv:18;H:3:4:C;");
 }
 
 static void test_link_header_bytes(void **state) {
   (void)state;
-  uint8_t b[SJ_LINK_HEADER];
+  uint8_t b[SJ_LINK_HELLO_LEN];
+  assert_int_equal(sj_link_put_hello(b, 1, 2, 'L'), SJ_LINK_HELLO_LEN);
+  assert_int_equal(b[0], 'H');
+  assert_int_equal(b[SJ_LINK_HEADER], 'L');
   assert_int_equal(sj_link_put(b, SJ_LINK_DATA, 0x1122334455667788ULL, 0x99), SJ_LINK_HEADER);
   const uint8_t want[SJ_LINK_HEADER] = {'D',  0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
                                         0,    0,    0,    0,    0,    0,    0,    0x99};
