@@ -100,6 +100,17 @@ __attribute__((format(printf, 3, 4))) static void fail(relay_client_t *c, int er
   deliver(c);
 }
 
+__attribute__((format(printf, 2, 3))) static void note(relay_client_t *c, const char *fmt, ...) {
+  if (c->opts.note == NULL)
+    return;
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  c->opts.note(msg, c->opts.note_data);
+}
+
 /* ---- output ---------------------------------------------------------------- */
 
 static size_t tcp_queued(relay_client_t *c) {
@@ -284,10 +295,11 @@ static void on_hello(relay_client_t *c, uint64_t from, uint64_t to, uint8_t role
     c->peer_id = from;
   }
   /* Answer a peer that does not know this end yet, and tell it once that
-   * this end now knows it (it may not know that yet). */
+   * this end now knows it (it may not know that yet); but never pile
+   * answers up behind a relay that is not reading. */
   int became_ready = to == c->my_id && !c->ready;
   c->ready |= became_ready;
-  if (to != c->my_id || became_ready)
+  if ((to != c->my_id || became_ready) && tcp_queued(c) < 64 * 1024)
     send_hello(c);
   if (became_ready && c->err == 0) {
     c->reported_ready = 1;
@@ -313,15 +325,22 @@ static void link_feed(relay_client_t *c, const char *data, size_t len) {
         fail(c, UV_ENOMEM, "out of memory");
     } else if (ev.type == SJ_LINK_BAD) {
       c->ignored++;
+      note(c, "ignored a message from %s that is not of the tunnel's link", c->peer);
     }
   }
 }
 
 static void on_message(relay_client_t *c, const sj_relay_event_t *ev) {
   c->from_peer = ev->name_len == c->peer_len && memcmp(ev->name, c->peer, c->peer_len) == 0;
-  if (!c->from_peer || sj_link_begin(&c->lp, ev->length) == SJ_LINK_BAD) {
+  if (!c->from_peer) {
+    c->ignored++;
+    note(c, "ignored a message of %llu bytes from %.*s (not the peer)",
+         (unsigned long long)ev->length, (int)ev->name_len, ev->name);
+  } else if (sj_link_begin(&c->lp, ev->length) == SJ_LINK_BAD) {
     c->from_peer = 0;
     c->ignored++;
+    note(c, "ignored a message of %llu bytes from %s (too short for the tunnel's link)",
+         (unsigned long long)ev->length, c->peer);
   }
 }
 
@@ -330,7 +349,8 @@ static void parse(relay_client_t *c, const char *p, size_t left) {
     sj_relay_event_t ev;
     int64_t n = sj_relay_parse(&c->rp, p, left, &ev);
     if (n < 0) {
-      fail(c, UV_EPROTO, "the relay sent a malformed frame: %s", sj_relay_strerror((int)n));
+      fail(c, UV_EPROTO, "the relay sent a malformed frame: %s (is it delivering raw payloads?)",
+           sj_relay_strerror((int)n));
       return;
     }
     p += n;

@@ -37,6 +37,10 @@ typedef struct {
                             answers (default 500)                        */
   double connect_timeout_s; /* to reach the relay (default 10)           */
   sj_keepalive_t tcp_keepalive; /* default SJ_KEEPALIVE_DEFAULTS         */
+  /* Optional: a note for a verbose log (a message from another sender was
+   * ignored, say); msg is valid during the call. */
+  void (*note)(const char *msg, void *data);
+  void *note_data;
 } sj_relay_client_options_t;
 
 void sj_relay_client_options_init(sj_relay_client_options_t *o);

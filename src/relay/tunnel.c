@@ -124,6 +124,8 @@ static void on_link(sj_stream_t *s, int status, const char *why, void *data) {
   retry_later(t);
 }
 
+static void on_link_note(const char *msg, void *data) { tlog(data, SJ_LOG_INFO, "%s", msg); }
+
 static void start_link(sj_tunnel_t *t) {
   if (t->stopping || t->closing)
     return;
@@ -135,6 +137,8 @@ static void start_link(sj_tunnel_t *t) {
   co.max_message = t->o.max_message;
   co.keepalive_ms = t->o.keepalive_ms;
   co.connect_timeout_s = t->o.connect_timeout_s;
+  co.note = on_link_note;
+  co.note_data = t;
   tlog(t, SJ_LOG_INFO, "connecting to the relay at %s as %s, for %s", t->relay_text, t->name,
        t->peer);
   int rc = sj_relay_client_new(t->loop, &t->pool, &t->o.relay, &co, on_link, t, &t->carrier);

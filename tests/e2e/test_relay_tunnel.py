@@ -350,6 +350,23 @@ def test_far_end_restarted(tunnel):
     echo_check(t, seed=6)
 
 
+def test_messages_from_strangers_are_ignored(tunnel):
+    """Anyone may message a tunnel end through the relay: what does not come
+    from its peer is ignored (and noted with -v), and the tunnel goes on."""
+    from relayclient import RelayClient
+    t = tunnel()
+    stranger = RelayClient(parse_hostport(t.relay_addr), "stranger")
+    try:
+        stranger.send("near", b"not for a tunnel")
+        stranger.send("far", os.urandom(4000))
+        t.near.wait_stderr(r"ignored a message of 16 bytes from stranger \(not the peer\)")
+        t.far.wait_stderr(r"ignored a message of 4000 bytes from stranger")
+        echo_check(t, seed=11)
+        assert len(t.near.stderr_matches(UP)) == 1
+    finally:
+        stranger.close()
+
+
 @pytest.mark.parametrize("role", ["--listen", "--connect"])
 def test_two_ends_of_one_role_are_told(procs, servers, role):
     """Both ends listening (or both connecting) cannot work: each says so."""
