@@ -6,7 +6,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS = fuzz_side fuzz_cli_options fuzz_relay_protocol fuzz_mux_frame fuzz_relay_link fuzz_auth_line \
-               fuzz_seal_frame fuzz_expose_control
+               fuzz_seal_frame fuzz_expose_control fuzz_ws_handshake fuzz_ws_frame
 PYTEST     ?= /usr/bin/python3 -m pytest
 JOBS       ?= $(shell nproc)
 
