@@ -5,6 +5,7 @@
 #include "expose_options.h"
 
 #include "control.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -177,7 +178,7 @@ static int parse_transport(const char *s, sj_xcarrier_transport_t *out) {
 }
 
 static int parse_ws_path(const char *s, char *out) {
-  return s[0] == '/' ? parse_word(s, out, SJ_HOST_MAX) : -1;
+  return sj_ws_path_ok(s) ? parse_word(s, out, SJ_HOST_MAX) : -1;
 }
 
 /* "LO-HI", 1 <= LO <= HI <= 65535. */
@@ -230,6 +231,7 @@ typedef struct {
 } valued_t;
 
 #define SECONDS_HINT "expected seconds > 0"
+#define WS_PATH_HINT "expected a path starting with / (printable, no spaces or #, under 256 bytes)"
 
 static const valued_t *find_valued(const valued_t *table, size_t n, const char *arg, size_t nlen) {
   for (size_t k = 0; k < n; k++)
@@ -291,7 +293,7 @@ static const valued_t server_valued[] = {
     {"--tls-key", S_TLS_KEY, "expected a file name"},
     {"--api-keys-file", S_KEYS_FILE, "expected a file name"},
     {"--transport", S_TRANSPORT, "expected tcp or ws"},
-    {"--ws-path", S_WS_PATH, "expected a path starting with /"},
+    {"--ws-path", S_WS_PATH, WS_PATH_HINT},
     {"--max-tunnels", S_MAX_TUNNELS, "expected a whole number from 1 to 100000"},
     {"--max-streams", S_MAX_STREAMS, "expected a whole number from 1 to 1000000"},
     {"--max-agents", S_MAX_AGENTS, "expected a whole number from 1 to 1000000"},
@@ -362,8 +364,6 @@ static xcli_action_t check_server(const cli_server_config_t *cfg, int ws_path_gi
     return usage_error(err, errlen, "--tls-cert and --tls-key go together");
   if (ws_path_given && o->transport != SJ_XCARRIER_WS)
     return usage_error(err, errlen, "--ws-path needs --transport ws");
-  if (o->transport == SJ_XCARRIER_WS && !sj_xcarrier_available(SJ_XCARRIER_WS))
-    return usage_error(err, errlen, "--transport ws is not available in this build");
   if (o->heartbeat_timeout_ms <= o->heartbeat_ms)
     return usage_error(err, errlen, "--heartbeat-timeout must be longer than --heartbeat");
   if (o->no_auth && cfg->keys_file[0] != '\0')
@@ -430,7 +430,7 @@ static const valued_t expose_valued[] = {
     {"--api-key-file", E_API_KEY_FILE, "expected a file name"},
     {"--ca", E_CA, "expected a file name"},
     {"--transport", E_TRANSPORT, "expected tcp or ws"},
-    {"--ws-path", E_WS_PATH, "expected a path starting with /"},
+    {"--ws-path", E_WS_PATH, WS_PATH_HINT},
     {"--connect-timeout", E_CONNECT_TIMEOUT, SECONDS_HINT},
     {"--handshake-timeout", E_HANDSHAKE, SECONDS_HINT},
     {"--retry-min", E_RETRY_MIN, SECONDS_HINT},
@@ -549,8 +549,6 @@ static xcli_action_t check_expose(cli_expose_config_t *cfg, const expose_extra_t
     return usage_error(err, errlen, "--api-key and --api-key-file contradict each other");
   if (x->ws_path_given && o->transport != SJ_XCARRIER_WS)
     return usage_error(err, errlen, "--ws-path needs --transport ws");
-  if (o->transport == SJ_XCARRIER_WS && !sj_xcarrier_available(SJ_XCARRIER_WS))
-    return usage_error(err, errlen, "--transport ws is not available in this build");
   if (o->retry_min_s > o->retry_max_s)
     return usage_error(err, errlen, "--retry-min must not be longer than --retry-max");
   if (o->heartbeat_timeout_ms <= o->heartbeat_ms)

@@ -63,13 +63,16 @@ void sj__xconn_end(xconn_t *c) {
       close_stream(c, top);
   }
   sj__xchannel_drop_all(c);
-  if (c->talking) {
-    c->talking = 0;
-    sj_xlines_close(&c->talk, 1, on_talk_closed);
-  }
+  /* The mux goes first: its GOAWAY tells the peer why, and the control
+   * channel then closes quietly (not with a RESET the peer would read as
+   * the reason). */
   if (c->mux != NULL) {
     sj_mux_close(c->mux);
     c->mux = NULL;
+  }
+  if (c->talking) {
+    c->talking = 0;
+    sj_xlines_close(&c->talk, 1, on_talk_closed);
   }
   for (size_t i = 0; i < c->a->n_tunnels; i++)
     c->a->tunnels[i].id = 0;

@@ -1,8 +1,11 @@
 /* The carrier's layers, built in order (see carrier.h). */
 #include "carrier.h"
 
+#include "ws.h"
+
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* One layer: returns 1 if it does not apply to cfg; else 0 with *out, a
  * stream over lower whose handshake reports to cb (lower is then owned by
@@ -23,18 +26,20 @@ static int tls_layer(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_lay
 
 static void filter_quiet(sj_stream_t *s) { sj_layer_set_cb(s, NULL, NULL); }
 
-/* The WebSocket carrier is built separately (src/expose/ws*.c); until this
- * build has it, asking for it fails here, and the CLI says so up front
- * (sj_xcarrier_available). */
+/* The WebSocket carrier (ws.h). A client's Host header is what it dialled,
+ * which is also what a reverse proxy in front of the server expects. */
 static int ws_layer(sj_stream_t *lower, const sj_xcarrier_config_t *cfg, sj_layer_cb cb, void *arg,
                     sj_stream_t **out) {
-  (void)lower;
-  (void)cb;
-  (void)arg;
-  (void)out;
   if (cfg->transport != SJ_XCARRIER_WS)
     return 1;
-  return UV_ENOTSUP;
+  if (cfg->server)
+    return sj_ws_stream_new(lower, SJ_WS_SERVER, NULL, cfg->ws_path, cb, arg, out);
+  char host[SJ_WS_HOST_MAX + 1];
+  int n = snprintf(host, sizeof host, strchr(cfg->host, ':') ? "[%s]:%d" : "%s:%d", cfg->host,
+                   cfg->port);
+  if (n < 0 || (size_t)n >= sizeof host)
+    return UV_EINVAL;
+  return sj_ws_stream_new(lower, SJ_WS_CLIENT, host, cfg->ws_path, cb, arg, out);
 }
 
 static const struct {
@@ -49,7 +54,7 @@ static const struct {
 #define NLAYERS (sizeof layers / sizeof layers[0])
 
 int sj_xcarrier_available(sj_xcarrier_transport_t transport) {
-  return transport == SJ_XCARRIER_TCP;
+  return transport == SJ_XCARRIER_TCP || transport == SJ_XCARRIER_WS;
 }
 
 static void next_layer(sj_xcarrier_t *c);
@@ -79,8 +84,7 @@ static void next_layer(sj_xcarrier_t *c) {
     if (rc == 1)
       continue;
     if (rc < 0) {
-      snprintf(c->why, sizeof c->why, "%s: %s", layers[i].name,
-               rc == UV_ENOTSUP ? "not available in this build" : sj_strerror(rc));
+      snprintf(c->why, sizeof c->why, "%s: %s", layers[i].name, sj_strerror(rc));
       finish(c, rc, c->why);
       return;
     }

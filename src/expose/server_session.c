@@ -71,14 +71,17 @@ void sj__xsession_end(xsession_t *se, const char *why) {
     if (top != NULL)
       close_stream(se, top);
   }
+  /* The mux goes first: its GOAWAY tells the peer why, and the control
+   * channel then closes quietly (not with a RESET the peer would read as
+   * the reason). */
+  if (se->mux != NULL) {
+    sj_mux_close(se->mux);
+    se->mux = NULL;
+  }
   if (se->talking) {
     se->talking = 0;
     /* A refusal must reach the agent: no reset, which could drop it. */
     sj_xlines_close(&se->talk, was == XS_MUX, on_talk_closed);
-  }
-  if (se->mux != NULL) {
-    sj_mux_close(se->mux);
-    se->mux = NULL;
   }
   uv_close((uv_handle_t *)&se->deadline, on_deadline_closed);
   session_unref(se);

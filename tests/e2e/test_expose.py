@@ -432,6 +432,47 @@ def test_tls_wrong_ca(sockjoin, servers, pki):
 
 
 # --------------------------------------------------------------------------
+# The WebSocket carrier (direct; behind nginx: see the WebSocket tests)
+# --------------------------------------------------------------------------
+
+def test_websocket_transport(sockjoin, servers):
+    local = echo_server(servers)
+    srv, server = start_server(sockjoin, "--transport", "ws", "--ws-path", "/tunnel")
+    _, [(host, pub, _)] = start_agent(sockjoin, [local.addr], server, "--transport", "ws",
+                                      "--ws-path", "/tunnel")
+    data = random.Random(5).randbytes(SIZE)
+    with connect_tcp((host, pub)) as s:
+        w = Worker(send_all_then_shutdown, s, data)
+        w.start()
+        assert recv_hash_until_eof(s) == (SIZE, hashlib.sha256(data).hexdigest())
+        w.join_result()
+    # Another path is not the tunnel's: the upgrade is refused, by name.
+    wrong = sockjoin("expose", local.addr, "--server", server, "--transport", "ws", "--ws-path",
+                     "/other", wait=False, env=env_with(SOCKJOIN_API_KEY=KEY))
+    assert wrong.wait_exit() == 1
+    assert "sockjoin expose: ws: server refused the upgrade: HTTP 404" in wrong.stderr_text()
+    # An agent that does not speak WebSocket is not let in either.
+    plain = sockjoin("expose", local.addr, "--server", server, "--handshake-timeout", "3",
+                     wait=False, env=env_with(SOCKJOIN_API_KEY=KEY))
+    assert plain.wait_exit() == 1
+
+
+def test_websocket_over_tls(sockjoin, servers, pki):
+    local = echo_server(servers)
+    _, server = start_server(sockjoin, "--transport", "ws", "--tls-cert", pki["cert"],
+                             "--tls-key", pki["key"])
+    _, [(host, pub, _)] = start_agent(sockjoin, [local.addr], server, "--transport", "ws", "--tls",
+                                      "--ca", pki["ca"])
+    roundtrip((host, pub), os.urandom(1 << 20))
+    # A WebSocket agent at a plain TCP server gets a clear error.
+    _, tcp_server = start_server(sockjoin)
+    ws = sockjoin("expose", local.addr, "--server", tcp_server, "--transport", "ws", wait=False,
+                  env=env_with(SOCKJOIN_API_KEY=KEY))
+    assert ws.wait_exit() == 1
+    assert "sockjoin expose: ws: " in ws.stderr_text()
+
+
+# --------------------------------------------------------------------------
 # Losing the server or the agent
 # --------------------------------------------------------------------------
 
@@ -676,6 +717,9 @@ def test_tunnel_limit_and_range(sockjoin, servers):
     (["expose", "80", "--server", "h:1", "--transport", "udp"],
      "bad --transport 'udp': expected tcp or ws"),
     (["expose", "80", "--server", "h:1", "--ws-path", "/t"], "--ws-path needs --transport ws"),
+    (["expose", "80", "--server", "h:1", "--transport", "ws", "--ws-path", "t"],
+     "bad --ws-path 't': expected a path starting with /"),
+    (["server", "--transport", "ws", "--ws-path", "/a b"], "bad --ws-path '/a b'"),
     (["expose", "80", "--server", "h:1", "--retry-min", "5", "--retry-max", "1"],
      "--retry-min must not be longer than --retry-max"),
     (["expose", "80", "--server", "h:1", "--heartbeat", "5", "--heartbeat-timeout", "5"],
