@@ -275,7 +275,8 @@ def test_stalled_stream_beside_a_busy_one(sockjoin, servers):
     while pushed["n"] != last:
         last = pushed["n"]
         time.sleep(0.5)  # settling: the count must stop growing
-    assert pushed["n"] < 40 << 20, "the stalled stream took %d bytes" % pushed["n"]
+    print("the stalled stream's service could push %d bytes" % pushed["n"])
+    assert pushed["n"] < 16 << 20, "the stalled stream took %d bytes" % pushed["n"]
     busy = connect_tcp((host, pub))
     data = random.Random(8).randbytes(SIZE)
     w = Worker(send_all_then_shutdown, busy, data)
