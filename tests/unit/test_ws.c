@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "test_certs.h"
+#include "tls.h"
 #include "ws.h"
 #include "ws_handshake.h"
 
@@ -362,6 +364,43 @@ static void test_16mib_each_way_tcp(void **state) {
 }
 
 static int got_eof(void *arg) { return ((end_t *)arg)->eof; }
+
+/* A WebSocket over TLS over a socketpair, as --transport ws --tls builds
+ * it: both ways, and the ends of both layers (the close frames, then
+ * close_notify once both have passed). */
+static void test_over_tls(void **state) {
+  (void)state;
+  certs_t certs;
+  assert_int_equal(certs_make(&certs), 0);
+  sj_tls_config_t scfg = {.server = 1, .cert = certs.server_cert, .key = certs.server_key};
+  sj_tls_config_t ccfg = {.ca = certs.ca};
+  sj_tls_ctx_t *sctx = NULL, *cctx = NULL;
+  char err[256];
+  assert_int_equal(sj_tls_ctx_new(&scfg, &sctx, err, sizeof err), 0);
+  assert_int_equal(sj_tls_ctx_new(&ccfg, &cctx, err, sizeof err), 0);
+  sj_stream_t *a, *b, *ta, *tb;
+  socket_pair(&a, &b);
+  assert_int_equal(sj_tls_stream_new(a, cctx, "localhost", NULL, NULL, &ta), 0);
+  assert_int_equal(sj_tls_stream_new(b, sctx, NULL, NULL, NULL, &tb), 0);
+  end_t e[2];
+  end_init(&e[0], 77);
+  end_init(&e[1], 88);
+  ws_pair(e, ta, tb, "/tunnel", "/tunnel");
+  end_send(&e[0], 4 * MiB + 5, 1);
+  end_send(&e[1], 3 * MiB, 1);
+  run_until(both_done, e);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(e[i].hs_status, 0);
+    assert_int_equal(e[i].read_err, 0);
+    assert_int_equal(e[i].shut_status, 0);
+  }
+  assert_same_bytes(&e[0], &e[1]);
+  assert_same_bytes(&e[1], &e[0]);
+  close_ends(e);
+  sj_tls_ctx_free(sctx);
+  sj_tls_ctx_free(cctx);
+  certs_remove(&certs);
+}
 
 /* One way only, over TCP, whose roomy buffers take whole queues at once:
  * with no input to wake it, the sender must still go on by itself. */
@@ -741,6 +780,7 @@ int main(void) {
       T(test_16mib_each_way_tcp),
       T(test_one_way_tcp),
       T(test_half_close),
+      T(test_over_tls),
       T(test_backpressure),
       T(test_handshake_reports),
       T(test_wrong_path),
