@@ -524,13 +524,16 @@ static void closed_one(sj_filter_t *f) {
   }
   if (f->scb != NULL)
     f->scb(&f->base, UV_ECANCELED, f->sarg);
-  if (f->close_cb != NULL)
-    f->close_cb(&f->base);
+  /* Chunks go back before the owner hears of the close: after it, the
+   * owner may free the pool (stream.h). */
   sj_pool_t *pool = f->base.pool;
   release_all(pool, &f->in_head, &f->in_tail);
   release_all(pool, &f->out_head, &f->out_tail);
   if (f->up != NULL)
     sj_pool_put(pool, f->up);
+  f->up = NULL;
+  if (f->close_cb != NULL)
+    f->close_cb(&f->base);
   f->codec->destroy(f);
 }
 

@@ -13,7 +13,9 @@
  *     it may finish at once, returning SJ_DONE without calling back.
  *   - close ends everything; a write or shutdown still pending completes
  *     first with UV_ECANCELED, then the close callback runs, and the stream
- *     frees itself after that callback returns.
+ *     frees itself after that callback returns. Every pool chunk the stream
+ *     held is back in the pool before the close callback, so the owner may
+ *     free the pool from it.
  */
 #ifndef SJ_STREAM_H
 #define SJ_STREAM_H
