@@ -13,10 +13,10 @@
  * them. So a channel whose reader stops costs at most one window of memory
  * and never holds up the others, and the carrier is always read. Channels
  * with something to send take turns (round robin, DATA frames of at most
- * 16 KiB), with one carrier write in flight and at most two 64 KiB output
+ * 16 KiB), with one carrier write in flight and at most two 128 KiB output
  * buffers per session.
  *
- * Memory: per session about 130 KiB of buffers; per channel at most one
+ * Memory: per session about 260 KiB of buffers; per channel at most one
  * window of received bytes (256 KiB) plus a small struct; channels are
  * limited by max_channels.
  *

@@ -6,7 +6,7 @@
 
 #include "mux.h"
 
-#define SJ_MUX_OUT_CAP (64 * 1024)  /* one carrier write at most          */
+#define SJ_MUX_OUT_CAP (128 * 1024) /* one carrier write at most          */
 #define SJ_MUX_DATA_CHUNK (16 * 1024) /* one channel's turn on the carrier */
 #define SJ_MUX_BUCKETS 256          /* channel lookup by id               */
 #define SJ_MUX_REFUSE_MAX 64        /* refusals waiting to be sent        */

@@ -46,6 +46,8 @@ typedef struct {
   char whdr[HEADER_MAX];
   const char *wbuf;
   size_t wlen, woff, wacked;
+  size_t msg_left; /* payload of the message under way not yet written or
+                      queued: what try_write left of it (0 between messages) */
   sj_write_cb wcb;
   void *warg;
   int writing;
@@ -124,9 +126,8 @@ static void on_ctl_written(uv_write_t *req, int status) {
     fail(c, status, "writing to the relay failed: %s", sj_strerror(status));
 }
 
-/* A small write of the client's own (registration, HELLO, keep-alive),
- * always whole messages, so it never cuts into one of the owner's. */
-static void ctl_send(relay_client_t *c, const char *buf, size_t len) {
+/* Queues a copy of buf on the socket. */
+static void ctl_write(relay_client_t *c, const char *buf, size_t len) {
   ctl_write_t *w = malloc(sizeof *w + len);
   if (w == NULL) {
     fail(c, UV_ENOMEM, "out of memory");
@@ -142,6 +143,14 @@ static void ctl_send(relay_client_t *c, const char *buf, size_t len) {
     return;
   }
   c->last_tx_ms = uv_now(c->base.loop);
+}
+
+/* A small message of the client's own (registration, HELLO, keep-alive).
+ * Never in the middle of one of the owner's: then it is skipped (the
+ * timer sends HELLOs and keep-alives again). */
+static void ctl_send(relay_client_t *c, const char *buf, size_t len) {
+  if (c->msg_left == 0)
+    ctl_write(c, buf, len);
 }
 
 /* "PEER|N|" for a message of n payload bytes, then the link header. */
@@ -190,22 +199,63 @@ static void on_chunk_written(uv_write_t *req, int status) {
   finish_write(c, status < 0 ? status : c->err != 0 ? c->err : UV_ECANCELED);
 }
 
-/* The next message of the write in flight: as much as the relay's limit
- * allows, the header and the bytes written together. */
+static size_t max_payload(const relay_client_t *c) {
+  return (size_t)(c->opts.max_message - SJ_LINK_HEADER);
+}
+
+/* The next part of the write in flight: the rest of a message try_write
+ * began, or a new message of as much as the relay's limit allows, its
+ * header and its bytes written together. */
 static int send_chunk(relay_client_t *c) {
-  size_t n = c->wlen - c->woff;
-  if (n > c->opts.max_message - SJ_LINK_HEADER)
-    n = (size_t)(c->opts.max_message - SJ_LINK_HEADER);
-  size_t h = message_header(c, c->whdr, SJ_LINK_DATA, n);
+  size_t n = c->wlen - c->woff, h = 0;
+  if (c->msg_left > 0) {
+    n = n < c->msg_left ? n : c->msg_left;
+  } else {
+    n = n < max_payload(c) ? n : max_payload(c);
+    h = message_header(c, c->whdr, SJ_LINK_DATA, n);
+  }
   uv_buf_t b[2] = {uv_buf_init(c->whdr, (unsigned)h),
                    uv_buf_init((char *)c->wbuf + c->woff, (unsigned)n)};
   c->wreq.data = c;
-  int rc = uv_write(&c->wreq, sj_uvstream_handle(c->tcp), b, 2, on_chunk_written);
+  int rc = uv_write(&c->wreq, sj_uvstream_handle(c->tcp), h > 0 ? b : b + 1, h > 0 ? 2 : 1,
+                    on_chunk_written);
   if (rc != 0)
     return rc;
+  if (h == 0)
+    c->msg_left -= n;
   c->woff += n;
   c->last_tx_ms = uv_now(c->base.loop);
   return 0;
+}
+
+/* What the socket takes at once of the next part: the rest of the message
+ * under way, or a new message. Returns the payload bytes written (0 when
+ * none), or a negative error. A message begun here is finished by the
+ * owner's next write (the same bytes, as stream.h has it). */
+static int try_part(relay_client_t *c, const char *buf, size_t len) {
+  uv_stream_t *h = sj_uvstream_handle(c->tcp);
+  if (c->msg_left > 0) {
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)(len < c->msg_left ? len : c->msg_left));
+    int r = uv_try_write(h, &b, 1);
+    if (r < 0)
+      return r == UV_EAGAIN ? 0 : r;
+    c->msg_left -= (size_t)r;
+    return r;
+  }
+  size_t n = len < max_payload(c) ? len : max_payload(c);
+  char hdr[HEADER_MAX];
+  size_t hl = message_header(c, hdr, SJ_LINK_DATA, n);
+  uv_buf_t b[2] = {uv_buf_init(hdr, (unsigned)hl), uv_buf_init((char *)buf, (unsigned)n)};
+  int r = uv_try_write(h, b, 2);
+  if (r < 0)
+    return r == UV_EAGAIN ? 0 : r;
+  c->msg_left = n;
+  if ((size_t)r < hl) { /* the header was cut: its rest goes out first */
+    ctl_write(c, hdr + r, hl - (size_t)r);
+    return 0;
+  }
+  c->msg_left -= (size_t)r - hl;
+  return r - (int)hl;
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -467,6 +517,30 @@ static int rc_write(sj_stream_t *s, const char *buf, size_t len, sj_write_cb cb,
   return rc;
 }
 
+static int rc_try_write(sj_stream_t *s, const char *buf, size_t len) {
+  relay_client_t *c = RC(s);
+  if (c->err != 0)
+    return c->err;
+  if (c->closing)
+    return UV_EPIPE;
+  if (!c->ready)
+    return UV_ENOTCONN;
+  if (c->writing || tcp_queued(c) > 0)
+    return UV_EAGAIN;
+  size_t total = 0;
+  while (total < len) {
+    int n = try_part(c, buf + total, len - total);
+    if (n < 0)
+      return total > 0 ? (int)total : n;
+    total += (size_t)n;
+    if (n == 0 || c->msg_left > 0)
+      break; /* the socket is full */
+  }
+  if (total > 0)
+    c->last_tx_ms = uv_now(c->base.loop);
+  return total > 0 ? (int)total : UV_EAGAIN;
+}
+
 static int rc_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
   (void)s;
   (void)cb;
@@ -510,6 +584,7 @@ static size_t rc_unsent(const sj_stream_t *s) {
 static const sj_stream_ops_t relay_client_ops = {
     .read_start = rc_read_start,
     .read_stop = rc_read_stop,
+    .try_write = rc_try_write,
     .write = rc_write,
     .shutdown = rc_shutdown,
     .close = rc_close,

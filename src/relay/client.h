@@ -12,9 +12,10 @@
  * since bytes in flight were lost. It keeps its registration alive with
  * "NAME|0|" whenever it has sent nothing for a while.
  *
- * The stream follows stream.h, with these limits: no try_write, no
- * shutdown (UV_ENOTSUP), and writes fail with UV_ENOTCONN until it is
- * ready. After it is ready, a failure (the relay closed the connection,
+ * The stream follows stream.h, with these limits: no shutdown
+ * (UV_ENOTSUP), and writes fail with UV_ENOTCONN until it is ready; a
+ * try_write that takes part of a message leaves it to be finished by the
+ * owner's next write (of the rest of the same bytes, as stream.h has it). After it is ready, a failure (the relay closed the connection,
  * the peer's session changed) reaches the reader as an error at once, and
  * the write in flight fails with it.
  */
