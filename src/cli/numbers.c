@@ -33,8 +33,8 @@ static int suffix_shift(char c) {
   }
 }
 
-int cli_parse_count(const char *s, unsigned long long min, unsigned long long max,
-                    int allow_suffix, unsigned long long *out) {
+int cli_parse_count(const char *s, unsigned long long min, unsigned long long max, int allow_suffix,
+                    unsigned long long *out) {
   if (*s < '0' || *s > '9')
     return -1;
   char *end;

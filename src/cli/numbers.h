@@ -8,7 +8,7 @@
 int cli_parse_seconds(const char *s, double *out);
 /* A decimal integer from min to max; with allow_suffix, k, m or g
  * multiplies by 1024, 1024^2 or 1024^3. Returns 0 and *out, or -1. */
-int cli_parse_count(const char *s, unsigned long long min, unsigned long long max,
-                    int allow_suffix, unsigned long long *out);
+int cli_parse_count(const char *s, unsigned long long min, unsigned long long max, int allow_suffix,
+                    unsigned long long *out);
 
 #endif

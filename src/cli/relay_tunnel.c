@@ -120,11 +120,10 @@ static const struct {
 static int parse_address(const char *prefix, const char *v, sj_side_spec_t *spec, char *why,
                          size_t whylen) {
   char side[SJ_HOST_MAX + 32];
-  if (strchr(v, ',') != NULL || strncmp(v, "listen:", 7) == 0 ||
-      strncmp(v, "connect:", 8) == 0 ||
+  if (strchr(v, ',') != NULL || strncmp(v, "listen:", 7) == 0 || strncmp(v, "connect:", 8) == 0 ||
       (size_t)snprintf(side, sizeof side, "%s%s", prefix, v) >= sizeof side) {
-    snprintf(why, whylen, strcmp(prefix, "listen:") == 0 ? "expected [HOST:]PORT"
-                                                         : "expected HOST:PORT");
+    snprintf(why, whylen,
+             strcmp(prefix, "listen:") == 0 ? "expected [HOST:]PORT" : "expected HOST:PORT");
     return -1;
   }
   return sj_side_parse(side, spec, why, whylen) == 0 ? 0 : -1;
@@ -190,8 +189,7 @@ static int apply_count(valued_opt_t opt, const char *v, sj_tunnel_options_t *o) 
 }
 
 /* Applies one valued option; on failure why says what was expected. */
-static int apply_valued(size_t k, const char *v, tunnel_config_t *cfg, char *why,
-                        size_t whylen) {
+static int apply_valued(size_t k, const char *v, tunnel_config_t *cfg, char *why, size_t whylen) {
   snprintf(why, whylen, "%s", valued[k].hint != NULL ? valued[k].hint : "");
   switch (valued[k].opt) {
   case OPT_RELAY:
@@ -234,8 +232,9 @@ static int check_config(tunnel_config_t *cfg, char *err, size_t errlen) {
   if (cfg->have_listen && cfg->have_connect)
     return usage_error(err, errlen, "--listen and --connect cannot be used together");
   if (!cfg->have_listen && !cfg->have_connect)
-    return usage_error(err, errlen, "one of --listen [HOST:]PORT or --connect HOST:PORT is "
-                                    "required (see --help)");
+    return usage_error(err, errlen,
+                       "one of --listen [HOST:]PORT or --connect HOST:PORT is "
+                       "required (see --help)");
   if (cfg->opts.idle_timeout_ms <= cfg->opts.ping_ms)
     return usage_error(err, errlen, "--heartbeat-timeout must be longer than --heartbeat");
   if (cfg->opts.retry_max_ms < cfg->opts.retry_min_ms)

@@ -8,8 +8,8 @@ void sj_mux_parser_init(sj_mux_parser_t *p) { memset(p, 0, sizeof *p); }
 
 const char *sj_mux_strerror(int err) {
   switch (err) {
-#define SJ_MUX_ERR_CASE(name, code, text) \
-  case code:                              \
+#define SJ_MUX_ERR_CASE(name, code, text)                                                          \
+  case code:                                                                                       \
     return text;
     SJ_MUX_ERRORS(SJ_MUX_ERR_CASE)
 #undef SJ_MUX_ERR_CASE

@@ -52,12 +52,14 @@ typedef enum {
   SJ_MUX_GOAWAY = 7
 } sj_mux_frame_type_t;
 
-/* RESET and GOAWAY codes: why, as the sender sees it. */
-#define SJ_MUX_CODE_NONE 0    /* a plain reset, or a clean goodbye        */
-#define SJ_MUX_CODE_REFUSED 1 /* the channel could not be served (connect
-                                 failed, channel limit, no acceptor)     */
-#define SJ_MUX_CODE_PROTOCOL 2 /* the receiver broke the protocol        */
-#define SJ_MUX_CODE_TIMEOUT 3  /* the peer went silent                   */
+/* RESET and GOAWAY codes: why, as the sender sees it. NONE: a plain reset,
+ * or a clean goodbye; REFUSED: the channel could not be served (its connect
+ * failed, the channel limit, no acceptor); PROTOCOL: the receiver broke the
+ * protocol; TIMEOUT: the peer went silent. */
+#define SJ_MUX_CODE_NONE 0
+#define SJ_MUX_CODE_REFUSED 1
+#define SJ_MUX_CODE_PROTOCOL 2
+#define SJ_MUX_CODE_TIMEOUT 3
 
 typedef enum {
   SJ_MUX_NEED_MORE = 0, /* all input consumed, no event yet                */
@@ -81,14 +83,14 @@ typedef struct {
 } sj_mux_event_t;
 
 /* Errors, as negative returns. */
-#define SJ_MUX_ERRORS(XX)                                                     \
-  XX(ETYPE, -1, "unknown frame type")                                         \
-  XX(EFLAGS, -2, "reserved frame flags set")                                  \
-  XX(EBIG, -3, "frame payload over the limit")                                \
-  XX(EID_ZERO, -4, "channel frame with channel id 0")                         \
-  XX(EID_SESSION, -5, "session frame with a channel id")                      \
-  XX(ELENGTH, -6, "wrong payload length for the frame type")                  \
-  XX(EEMPTY, -7, "empty DATA frame")                                          \
+#define SJ_MUX_ERRORS(XX)                                                                          \
+  XX(ETYPE, -1, "unknown frame type")                                                              \
+  XX(EFLAGS, -2, "reserved frame flags set")                                                       \
+  XX(EBIG, -3, "frame payload over the limit")                                                     \
+  XX(EID_ZERO, -4, "channel frame with channel id 0")                                              \
+  XX(EID_SESSION, -5, "session frame with a channel id")                                           \
+  XX(ELENGTH, -6, "wrong payload length for the frame type")                                       \
+  XX(EEMPTY, -7, "empty DATA frame")                                                               \
   XX(EWINDOW, -8, "WINDOW increment of 0")
 
 typedef enum {

@@ -20,9 +20,7 @@ void sj_mux_options_init(sj_mux_options_t *o) {
 
 /* ---- the channel table --------------------------------------------------- */
 
-static sj_link_t *bucket(sj_mux_t *m, uint32_t id) {
-  return &m->buckets[(id * 2654435761u) >> 24];
-}
+static sj_link_t *bucket(sj_mux_t *m, uint32_t id) { return &m->buckets[(id * 2654435761u) >> 24]; }
 
 sj_mux_channel_t *sj__mux_lookup(sj_mux_t *m, uint32_t id) {
   sj_link_t *head = bucket(m, id);

@@ -43,13 +43,13 @@ typedef void (*sj_mux_accept_cb)(sj_mux_t *m, sj_stream_t *channel, void *data);
 typedef void (*sj_mux_end_cb)(sj_mux_t *m, int status, const char *why, void *data);
 
 typedef struct {
-  int initiator;            /* 1: this side opens odd channel ids, else even  */
-  unsigned max_channels;    /* open at once (default 1024); the peer's OPENs
-                               beyond it are refused                          */
-  unsigned ping_ms;         /* PING this often (default 10000; 0: never)      */
-  unsigned idle_timeout_ms; /* the session is dead after this long without a
-                               frame from the peer (default 30000; 0: never);
-                               found within idle_timeout_ms + ping_ms         */
+  int initiator;              /* 1: this side opens odd channel ids, else even  */
+  unsigned max_channels;      /* open at once (default 1024); the peer's OPENs
+                                 beyond it are refused                          */
+  unsigned ping_ms;           /* PING this often (default 10000; 0: never)      */
+  unsigned idle_timeout_ms;   /* the session is dead after this long without a
+                                 frame from the peer (default 30000; 0: never);
+                                 found within idle_timeout_ms + ping_ms         */
   sj_mux_accept_cb on_accept; /* NULL: the peer's OPENs are refused           */
   sj_mux_end_cb on_end;
   void *data;

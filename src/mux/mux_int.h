@@ -6,10 +6,10 @@
 
 #include "mux.h"
 
-#define SJ_MUX_OUT_CAP (128 * 1024) /* one carrier write at most          */
+#define SJ_MUX_OUT_CAP (128 * 1024)   /* one carrier write at most          */
 #define SJ_MUX_DATA_CHUNK (16 * 1024) /* one channel's turn on the carrier */
-#define SJ_MUX_BUCKETS 256          /* channel lookup by id               */
-#define SJ_MUX_REFUSE_MAX 64        /* refusals waiting to be sent        */
+#define SJ_MUX_BUCKETS 256            /* channel lookup by id               */
+#define SJ_MUX_REFUSE_MAX 64          /* refusals waiting to be sent        */
 /* Credit goes back to the sender once the reader has taken this much. */
 #define SJ_MUX_GRANT (SJ_MUX_INITIAL_WINDOW / 4)
 
@@ -38,7 +38,7 @@ struct sj_mux_channel {
   void *sarg;
   int sstatus;
   sj_stream_close_cb ccb;
-  int err; /* the channel failed: reset by the peer, or the session ended */
+  int err;             /* the channel failed: reset by the peer, or the session ended */
   uint32_t reset_code; /* sent in its RESET */
   unsigned in_table : 1;
   unsigned open_pending : 1;   /* OPEN not yet sent                     */
@@ -47,11 +47,11 @@ struct sj_mux_channel {
   unsigned write_done : 1;     /* ... and its callback is due           */
   unsigned fin_pending : 1;    /* FIN to send once the write is out     */
   unsigned fin_sent : 1;
-  unsigned sent_any : 1;       /* DATA or FIN has gone out              */
-  unsigned shut_waiting : 1;   /* a shutdown callback waits for the FIN */
-  unsigned shut_done : 1;      /* ... and is due                        */
-  unsigned reset_pending : 1;  /* RESET to send; nothing else will be   */
-  unsigned send_over : 1;      /* nothing more may be sent              */
+  unsigned sent_any : 1;      /* DATA or FIN has gone out              */
+  unsigned shut_waiting : 1;  /* a shutdown callback waits for the FIN */
+  unsigned shut_done : 1;     /* ... and is due                        */
+  unsigned reset_pending : 1; /* RESET to send; nothing else will be   */
+  unsigned send_over : 1;     /* nothing more may be sent              */
   unsigned fin_received : 1;
   unsigned reading : 1;
   unsigned reads_ended : 1; /* EOF or an error was delivered           */
@@ -67,10 +67,10 @@ struct sj_mux {
   sj_mux_options_t opts;
   sj_mux_parser_t parser;
   sj_link_t buckets[SJ_MUX_BUCKETS];
-  sj_link_t sendq; /* channels with something to send, in turn order */
-  sj_link_t workq; /* channels with callbacks to run                 */
-  unsigned n_open; /* channels in the table                          */
-  unsigned n_live; /* channel structs not yet freed                  */
+  sj_link_t sendq;       /* channels with something to send, in turn order */
+  sj_link_t workq;       /* channels with callbacks to run                 */
+  unsigned n_open;       /* channels in the table                          */
+  unsigned n_live;       /* channel structs not yet freed                  */
   uint32_t next_id;      /* the next id this side opens              */
   uint32_t last_peer_id; /* the highest id the peer has opened       */
   /* Output: frames are gathered in out while wire is being written. */
@@ -86,8 +86,8 @@ struct sj_mux {
   uv_timer_t heartbeat;
   uv_idle_t idle; /* runs the deferred callbacks */
   int handles_open;
-  int ended;       /* the session is over                         */
-  int status;      /* why                                         */
+  int ended;  /* the session is over                         */
+  int status; /* why                                         */
   char why[160];
   int end_due;     /* on_end is still to be called                */
   int user_closed; /* sj_mux_close() was called                   */

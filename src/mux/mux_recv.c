@@ -18,8 +18,7 @@ static int was_open(const sj_mux_t *m, uint32_t id) {
 }
 
 /* Ends the session for what the peer did; returns -1. */
-__attribute__((format(printf, 2, 3))) static int protocol_error(sj_mux_t *m, const char *fmt,
-                                                               ...) {
+__attribute__((format(printf, 2, 3))) static int protocol_error(sj_mux_t *m, const char *fmt, ...) {
   char why[160];
   va_list ap;
   va_start(ap, fmt);
@@ -35,8 +34,8 @@ static sj_mux_channel_t *target(sj_mux_t *m, const sj_mux_event_t *ev, int *bad)
   sj_mux_channel_t *ch = sj__mux_lookup(m, ev->id);
   *bad = ch == NULL && !was_open(m, ev->id);
   if (*bad)
-    protocol_error(m, "peer sent a frame of type %d for channel %u, never opened",
-                   (int)ev->frame, ev->id);
+    protocol_error(m, "peer sent a frame of type %d for channel %u, never opened", (int)ev->frame,
+                   ev->id);
   return ch;
 }
 
@@ -86,8 +85,8 @@ static int on_window(sj_mux_t *m, const sj_mux_event_t *ev) {
   if (ch == NULL)
     return bad ? -1 : 0;
   if (ev->value > SJ_MUX_WINDOW_MAX - ch->tx_credit)
-    return protocol_error(m, "peer granted more than %u bytes on channel %u",
-                          SJ_MUX_WINDOW_MAX, ev->id);
+    return protocol_error(m, "peer granted more than %u bytes on channel %u", SJ_MUX_WINDOW_MAX,
+                          ev->id);
   ch->tx_credit += ev->value;
   sj__mux_want_send(ch);
   return 0;

@@ -120,8 +120,8 @@ static void put_session_frames(sj_mux_t *m) {
     m->ping_pending = 0;
   }
   while (m->n_refused > 0 && room(m) >= SJ_MUX_CONTROL_MAX)
-    m->out_len += sj_mux_put_u32(tail(m), SJ_MUX_RESET, m->refused[--m->n_refused],
-                                 SJ_MUX_CODE_REFUSED);
+    m->out_len +=
+        sj_mux_put_u32(tail(m), SJ_MUX_RESET, m->refused[--m->n_refused], SJ_MUX_CODE_REFUSED);
 }
 
 /* Puts a channel back at the head of the turn order: one that could not

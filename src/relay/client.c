@@ -85,8 +85,8 @@ const char *sj_relay_name_problem(const char *name) {
 
 /* The stream has failed: reported to the owner once (through the ready
  * callback), and to the reader as an error. */
-__attribute__((format(printf, 3, 4))) static void fail(relay_client_t *c, int err,
-                                                        const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void fail(relay_client_t *c, int err, const char *fmt,
+                                                       ...) {
   if (c->err != 0 || c->closing)
     return;
   c->err = err;
@@ -441,8 +441,8 @@ static void on_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
   c->dial = NULL;
   if (status != 0) {
     char where[SJ_HOST_MAX + 16];
-    snprintf(where, sizeof where, strchr(c->relay.host, ':') ? "[%s]:%d" : "%s:%d",
-             c->relay.host, c->relay.port);
+    snprintf(where, sizeof where, strchr(c->relay.host, ':') ? "[%s]:%d" : "%s:%d", c->relay.host,
+             c->relay.port);
     fail(c, status, "cannot reach the relay at %s: %s", where, sj_strerror(status));
     return;
   }
@@ -612,8 +612,8 @@ static uint64_t session_id(void) {
 }
 
 int sj_relay_client_new(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *relay,
-                        const sj_relay_client_options_t *opts, sj_relay_client_cb cb,
-                        void *data, sj_stream_t **out) {
+                        const sj_relay_client_options_t *opts, sj_relay_client_cb cb, void *data,
+                        sj_stream_t **out) {
   int rc = check_options(opts);
   if (rc != 0)
     return rc;

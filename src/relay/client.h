@@ -15,9 +15,9 @@
  * The stream follows stream.h, with these limits: no shutdown
  * (UV_ENOTSUP), and writes fail with UV_ENOTCONN until it is ready; a
  * try_write that takes part of a message leaves it to be finished by the
- * owner's next write (of the rest of the same bytes, as stream.h has it). After it is ready, a failure (the relay closed the connection,
- * the peer's session changed) reaches the reader as an error at once, and
- * the write in flight fails with it.
+ * owner's next write (of the rest of the same bytes, as stream.h has it). After it is ready, a
+ * failure (the relay closed the connection, the peer's session changed) reaches the reader as an
+ * error at once, and the write in flight fails with it.
  */
 #ifndef SJ_RELAY_CLIENT_H
 #define SJ_RELAY_CLIENT_H
@@ -26,17 +26,17 @@
 #include "stream.h"
 
 typedef struct {
-  const char *name;      /* this end's name (copied)                     */
-  const char *peer;      /* the far end's name (copied)                  */
-  uint8_t role;          /* told to the peer in HELLO ('L', 'C'); a peer of
-                            the same role fails the handshake (0: any)    */
-  uint64_t max_message;  /* the relay's payload limit (default 16 MiB)   */
-  unsigned keepalive_ms; /* "NAME|0|" after this long without sending
-                            (default 10000; the relay's idle timeout is
-                            30 s by default)                             */
-  unsigned hello_ms;     /* HELLO is resent this often until the peer
-                            answers (default 500)                        */
-  double connect_timeout_s; /* to reach the relay (default 10)           */
+  const char *name;             /* this end's name (copied)                     */
+  const char *peer;             /* the far end's name (copied)                  */
+  uint8_t role;                 /* told to the peer in HELLO ('L', 'C'); a peer of
+                                   the same role fails the handshake (0: any)    */
+  uint64_t max_message;         /* the relay's payload limit (default 16 MiB)   */
+  unsigned keepalive_ms;        /* "NAME|0|" after this long without sending
+                                   (default 10000; the relay's idle timeout is
+                                   30 s by default)                             */
+  unsigned hello_ms;            /* HELLO is resent this often until the peer
+                                   answers (default 500)                        */
+  double connect_timeout_s;     /* to reach the relay (default 10)           */
   sj_keepalive_t tcp_keepalive; /* default SJ_KEEPALIVE_DEFAULTS         */
   /* Optional: a note for a verbose log (a message from another sender was
    * ignored, say); msg is valid during the call. */
@@ -67,8 +67,8 @@ typedef void (*sj_relay_client_cb)(sj_stream_t *s, int status, const char *why, 
  * (a bad name, UV_ENOMEM) with nothing to close.
  */
 int sj_relay_client_new(uv_loop_t *loop, sj_pool_t *pool, const sj_side_spec_t *relay,
-                        const sj_relay_client_options_t *opts, sj_relay_client_cb cb,
-                        void *data, sj_stream_t **out);
+                        const sj_relay_client_options_t *opts, sj_relay_client_cb cb, void *data,
+                        sj_stream_t **out);
 
 /* Why the stream failed, in words ("" while it has not). */
 const char *sj_relay_client_why(const sj_stream_t *s);

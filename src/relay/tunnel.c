@@ -40,7 +40,7 @@ void sj_tunnel_options_init(sj_tunnel_options_t *o) {
 }
 
 __attribute__((format(printf, 3, 4))) static void tlog(sj_tunnel_t *t, sj_log_level_t level,
-                                                        const char *fmt, ...) {
+                                                       const char *fmt, ...) {
   if (t->o.log_cb == NULL || (level == SJ_LOG_INFO && !t->o.verbose))
     return;
   char msg[1024];
@@ -159,8 +159,7 @@ static int open_channel(void *data, sj_stream_t **out) {
   return sj_mux_open(t->mux, out);
 }
 
-static void on_connector_log(sj_connector_t *c, sj_log_level_t level, const char *msg,
-                             void *data) {
+static void on_connector_log(sj_connector_t *c, sj_log_level_t level, const char *msg, void *data) {
   sj_tunnel_t *t = data;
   (void)c;
   if (t->o.log_cb != NULL)
@@ -231,8 +230,8 @@ int sj_tunnel_new(uv_loop_t *loop, const sj_tunnel_options_t *o, sj_tunnel_t **o
   snprintf(t->peer, sizeof t->peer, "%s", o->peer);
   t->o.name = t->name;
   t->o.peer = t->peer;
-  snprintf(t->relay_text, sizeof t->relay_text,
-           strchr(o->relay.host, ':') ? "[%s]:%d" : "%s:%d", o->relay.host, o->relay.port);
+  snprintf(t->relay_text, sizeof t->relay_text, strchr(o->relay.host, ':') ? "[%s]:%d" : "%s:%d",
+           o->relay.host, o->relay.port);
   t->backoff_ms = o->retry_min_ms;
   sj_pool_init(&t->pool, SJ_CHUNK_SIZE, 8);
   if ((rc = start_connector(t)) != 0) {

@@ -32,17 +32,17 @@ typedef struct {
   const char *peer;     /* the far end's name (copied)                 */
   int listen;           /* 1: local is a listen side, 0: a connect side */
   sj_side_spec_t local;
-  uint64_t max_message;      /* the relay's limit (default 16 MiB)        */
-  unsigned keepalive_ms;     /* relay keep-alive (default 10000)          */
-  unsigned ping_ms;          /* heartbeat to the far end (default 5000)   */
-  unsigned idle_timeout_ms;  /* the far end is gone after this long
-                                without a frame (default 20000)           */
-  unsigned retry_min_ms;     /* first back-off (default 250)              */
-  unsigned retry_max_ms;     /* back-off cap (default 10000)              */
-  unsigned max_channels;     /* connections at once (default 1024)        */
-  size_t buffer_size;        /* per-direction mark (default 256 KiB)      */
-  double connect_timeout_s;  /* to the relay and the service (default 10) */
-  int verbose;               /* lifecycle events at SJ_LOG_INFO           */
+  uint64_t max_message;     /* the relay's limit (default 16 MiB)        */
+  unsigned keepalive_ms;    /* relay keep-alive (default 10000)          */
+  unsigned ping_ms;         /* heartbeat to the far end (default 5000)   */
+  unsigned idle_timeout_ms; /* the far end is gone after this long
+                               without a frame (default 20000)           */
+  unsigned retry_min_ms;    /* first back-off (default 250)              */
+  unsigned retry_max_ms;    /* back-off cap (default 10000)              */
+  unsigned max_channels;    /* connections at once (default 1024)        */
+  size_t buffer_size;       /* per-direction mark (default 256 KiB)      */
+  double connect_timeout_s; /* to the relay and the service (default 10) */
+  int verbose;              /* lifecycle events at SJ_LOG_INFO           */
   sj_tunnel_log_cb log_cb;
   void (*on_closing)(void *data); /* once, as everything starts closing (a
                                      stop has drained, or a close)        */

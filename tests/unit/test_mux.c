@@ -228,6 +228,14 @@ static int setup(void **state) {
   return 0;
 }
 
+/* Whether the channel was given to one of the side's ends (which closes it). */
+static int attached(fx_t *fx, int side, const sj_stream_t *ch) {
+  for (int i = 0; i < MAX_CH; i++)
+    if (fx->ends[side][i].s == ch)
+      return 1;
+  return 0;
+}
+
 /* Closes a channel the test took but never attached to an end. */
 static void fx_close_accepted(fx_t *fx, int side, int i) {
   sj_stream_close(fx->accepted[side][i], 1, NULL);
@@ -247,7 +255,7 @@ static void close_leftovers(fx_t *fx) {
       if (fx->ends[side][i].s != NULL && fx->ends[side][i].closed == 0)
         end_close(&fx->ends[side][i], 1);
     for (int i = 0; i < fx->n_accepted[side]; i++)
-      if (fx->accepted[side][i] != NULL && fx->accepted[side][i]->data == NULL)
+      if (fx->accepted[side][i] != NULL && !attached(fx, side, fx->accepted[side][i]))
         fx_close_accepted(fx, side, i);
     if (fx->mux[side] != NULL)
       sj_mux_close(fx->mux[side]);
@@ -342,12 +350,12 @@ static void close_all(fx_t *fx, int n, int reset) {
     fx->mux[side] = NULL;
   }
   WAIT_FOR(&fx->loop, ({
-             int all = 1;
-             for (int side = 0; side < 2; side++)
-               for (int i = 0; i < n; i++)
-                 all &= fx->ends[side][i].closed == 2;
-             all;
-           }));
+    int all = 1;
+    for (int side = 0; side < 2; side++)
+      for (int i = 0; i < n; i++)
+        all &= fx->ends[side][i].closed == 2;
+    all;
+  }));
 }
 
 /* ---- raw frames ------------------------------------------------------------ */
@@ -477,11 +485,11 @@ static void test_16mib_each_way_on_many_channels(void **state) {
     end_send(&fx->ends[1][i], 16 * MIB, 1);
   }
   WAIT_FOR(&fx->loop, ({
-             int all = 1;
-             for (int i = 0; i < N; i++)
-               all &= fx->ends[0][i].eof && fx->ends[1][i].eof;
-             all;
-           }));
+    int all = 1;
+    for (int i = 0; i < N; i++)
+      all &= fx->ends[0][i].eof && fx->ends[1][i].eof;
+    all;
+  }));
   for (int i = 0; i < N; i++)
     for (int side = 0; side < 2; side++) {
       assert_int_equal(fx->ends[side][i].rx_bytes, 16 * MIB);
@@ -502,11 +510,11 @@ static void test_two_hundred_channels(void **state) {
     end_send(&fx->ends[1][i], 30000 + (uint64_t)i * 31, 1);
   }
   WAIT_FOR(&fx->loop, ({
-             int all = 1;
-             for (int i = 0; i < N; i++)
-               all &= fx->ends[0][i].eof && fx->ends[1][i].eof;
-             all;
-           }));
+    int all = 1;
+    for (int i = 0; i < N; i++)
+      all &= fx->ends[0][i].eof && fx->ends[1][i].eof;
+    all;
+  }));
   for (int i = 0; i < N; i++) {
     assert_int_equal(fx->ends[1][i].rx_bytes, 20000 + (uint64_t)i * 97);
     assert_int_equal(fx->ends[0][i].rx_bytes, 30000 + (uint64_t)i * 31);
@@ -543,11 +551,11 @@ static void test_opens_behind_a_full_output_stay_in_order(void **state) {
     end_send(&fx->ends[1][i], 0, 1);
   }
   WAIT_FOR(&fx->loop, ({
-             int all = 1;
-             for (int i = 0; i < N; i++)
-               all &= fx->ends[1][i].eof && fx->ends[0][i].eof;
-             all;
-           }));
+    int all = 1;
+    for (int i = 0; i < N; i++)
+      all &= fx->ends[1][i].eof && fx->ends[0][i].eof;
+    all;
+  }));
   assert_int_equal(fx->ends[1][0].rx_bytes, 8 * MIB);
   for (int i = 1; i < N; i++) {
     assert_int_equal(fx->ends[1][i].rx_bytes, 70000);
@@ -644,7 +652,8 @@ static int listen_tcp(int *port) {
 
 static int connect_tcp(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port),
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -990,8 +999,7 @@ static void test_protocol_error_unknown_channel(void **state) {
   uint8_t f[SJ_MUX_HEADER_LEN + 1];
   size_t n = sj_mux_put_header(f, SJ_MUX_DATA, 4, 1);
   f[n++] = 'x';
-  expect_protocol_error(*state, f, n,
-                        "peer sent a frame of type 0 for channel 4, never opened");
+  expect_protocol_error(*state, f, n, "peer sent a frame of type 0 for channel 4, never opened");
 }
 
 static void test_protocol_error_wrong_parity(void **state) {
@@ -1066,8 +1074,7 @@ static void test_window_updates_are_batched(void **state) {
   gen_t g;
   gen_init(&g, 5);
   while (sent < MIB) {
-    RAW_WAIT_FOR(fx, &seen,
-                 (credit = SJ_MUX_INITIAL_WINDOW + seen.window_total - sent) > 0);
+    RAW_WAIT_FOR(fx, &seen, (credit = SJ_MUX_INITIAL_WINDOW + seen.window_total - sent) > 0);
     size_t k = credit < SJ_MUX_PAYLOAD_MAX ? (size_t)credit : SJ_MUX_PAYLOAD_MAX;
     n = sj_mux_put_header(f, SJ_MUX_DATA, 1, (uint32_t)k);
     for (size_t i = 0; i < k; i++)
@@ -1096,8 +1103,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_opens_behind_a_full_output_stay_in_order, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_connector_joins_channels_to_sockets, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_far_connect_failure_closes_the_client, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_far_connect_failure_closes_the_client, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_session_closes_local_connections, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reset_both_ways, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refuse_and_channel_limit, setup, teardown),
@@ -1111,8 +1117,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_protocol_error_unknown_channel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_protocol_error_wrong_parity, setup, teardown),
       cmocka_unit_test_setup_teardown(test_protocol_error_data_after_fin, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_frames_for_closed_channel_are_dropped, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_frames_for_closed_channel_are_dropped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_window_updates_are_batched, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -147,9 +147,15 @@ static void w_data(wire_t *w, uint32_t id, const char *s) {
 }
 
 static void w_hdr(wire_t *w, uint8_t type, uint8_t flags, uint32_t id, uint32_t length) {
-  uint8_t h[SJ_MUX_HEADER_LEN] = {type, flags, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
-                                  (uint8_t)(id >> 8), (uint8_t)id, (uint8_t)(length >> 24),
-                                  (uint8_t)(length >> 16), (uint8_t)(length >> 8),
+  uint8_t h[SJ_MUX_HEADER_LEN] = {type,
+                                  flags,
+                                  (uint8_t)(id >> 24),
+                                  (uint8_t)(id >> 16),
+                                  (uint8_t)(id >> 8),
+                                  (uint8_t)id,
+                                  (uint8_t)(length >> 24),
+                                  (uint8_t)(length >> 16),
+                                  (uint8_t)(length >> 8),
                                   (uint8_t)length};
   w_raw(w, h, sizeof h);
 }

@@ -49,8 +49,8 @@ static void loop_wait(uv_loop_t *loop, int fd) {
 typedef struct {
   uv_loop_t loop;
   sj_pool_t pool;
-  int lfd;    /* the test's listening socket */
-  int fd;     /* the client's connection, as the relay sees it */
+  int lfd; /* the test's listening socket */
+  int fd;  /* the client's connection, as the relay sees it */
   int port;
   sj_stream_t *s;
   int ready, failed, fail_status;
@@ -63,12 +63,12 @@ typedef struct {
   uint64_t last_hello_to;
   uint8_t client_role;
   int hellos, keepalives;
-  int to_peer;        /* the message being read is for the peer */
+  int to_peer; /* the message being read is for the peer */
   sj_link_parser_t lp;
-  char *data;         /* DATA bytes received, in order */
+  char *data; /* DATA bytes received, in order */
   size_t data_len, data_cap;
-  int stale_data;     /* DATA with the wrong session ids */
-  size_t max_msg;     /* the largest message the client sent */
+  int stale_data; /* DATA with the wrong session ids */
+  size_t max_msg; /* the largest message the client sent */
   /* What the client's reader got. */
   char *got;
   size_t got_len;
@@ -272,8 +272,7 @@ static void start(fx_t *fx, uint64_t max_message, unsigned keepalive_ms) {
   o.keepalive_ms = keepalive_ms;
   o.hello_ms = 50;
   sj_side_spec_t relay = {.kind = SJ_SIDE_CONNECT, .host = "127.0.0.1", .port = fx->port};
-  assert_int_equal(sj_relay_client_new(&fx->loop, &fx->pool, &relay, &o, on_ready, fx, &fx->s),
-                   0);
+  assert_int_equal(sj_relay_client_new(&fx->loop, &fx->pool, &relay, &o, on_ready, fx, &fx->s), 0);
   uint64_t deadline = mono_ms() + WAIT_MS;
   while ((fx->fd = accept4(fx->lfd, NULL, NULL, SOCK_NONBLOCK)) < 0) {
     assert_true(mono_ms() < deadline);
@@ -395,7 +394,7 @@ static void test_deliveries_from_the_peer_only(void **state) {
   deliver(fx, "peer", SJ_LINK_DATA, 0xfeed, fx->client_id, "one ", 4);
   deliver(fx, "stranger", SJ_LINK_DATA, 0xfeed, fx->client_id, "XXXX", 4);
   deliver(fx, "peer", SJ_LINK_DATA, 0xbeef, fx->client_id, "old!", 4); /* another session */
-  deliver(fx, "peer", SJ_LINK_DATA, 0xfeed, 12345, "old!", 4);        /* for another client */
+  deliver(fx, "peer", SJ_LINK_DATA, 0xfeed, 12345, "old!", 4);         /* for another client */
   relay_send(fx, "peer|3|abc", 10);                                    /* not of the link */
   deliver(fx, "peer", SJ_LINK_DATA, 0xfeed, fx->client_id, "two", 3);
   WAIT_FOR(fx, fx->got_len == 7);
@@ -464,8 +463,7 @@ static void test_unreachable_relay(void **state) {
   o.name = "me";
   o.peer = "peer";
   sj_side_spec_t relay = {.kind = SJ_SIDE_CONNECT, .host = "127.0.0.1", .port = fx->port};
-  assert_int_equal(sj_relay_client_new(&fx->loop, &fx->pool, &relay, &o, on_ready, fx, &fx->s),
-                   0);
+  assert_int_equal(sj_relay_client_new(&fx->loop, &fx->pool, &relay, &o, on_ready, fx, &fx->s), 0);
   WAIT_FOR(fx, fx->failed == 1);
   assert_int_equal(fx->fail_status, UV_ECONNREFUSED);
   assert_non_null(strstr(fx->why, "cannot reach the relay at 127.0.0.1:"));
@@ -495,8 +493,7 @@ static void test_bad_options(void **state) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_handshake_resends_hello_until_answered, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_handshake_resends_hello_until_answered, setup, teardown),
       cmocka_unit_test_setup_teardown(test_writes_become_whole_messages_within_the_limit, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_deliveries_from_the_peer_only, setup, teardown),

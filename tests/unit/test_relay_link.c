@@ -168,7 +168,7 @@ static void test_not_link_messages_are_skipped(void **state) {
   w_text(&w, "srv|16|0123456789abcdef");   /* too short for a header */
   w_link(&w, "srv", 'X', 1, 2, "payload"); /* unknown kind */
   w_link(&w, "srv", SJ_LINK_HELLO, 1, 2, "extra");
-  w_link(&w, "srv", SJ_LINK_DATA, 1, 2, ""); /* data without bytes */
+  w_link(&w, "srv", SJ_LINK_DATA, 1, 2, "");  /* data without bytes */
   w_link(&w, "srv", SJ_LINK_HELLO, 1, 2, ""); /* no role */
   w_link(&w, "srv", SJ_LINK_HELLO, 3, 4, "C");
   expect_both(w.bytes, w.len,
@@ -182,8 +182,8 @@ static void test_link_header_bytes(void **state) {
   assert_int_equal(b[0], 'H');
   assert_int_equal(b[SJ_LINK_HEADER], 'L');
   assert_int_equal(sj_link_put(b, SJ_LINK_DATA, 0x1122334455667788ULL, 0x99), SJ_LINK_HEADER);
-  const uint8_t want[SJ_LINK_HEADER] = {'D',  0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
-                                        0,    0,    0,    0,    0,    0,    0,    0x99};
+  const uint8_t want[SJ_LINK_HEADER] = {'D', 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+                                        0,   0,    0,    0,    0,    0,    0,    0x99};
   assert_memory_equal(b, want, sizeof want);
 }
 
