@@ -95,6 +95,7 @@ bench: deps-bench build
 	./bench/relay
 	./bench/secure
 	./bench/expose
+	./bench/tunnel
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
