@@ -58,8 +58,18 @@ def wait_events(socks, mask, timeout):
     return
 
 
-def open_silent(addr, n):
-    socks = []
+@pytest.fixture
+def silent_sockets():
+    """Closed at teardown whatever happens: thousands of descriptors left
+    open would break the tests that follow (select() takes only 1024)."""
+    made = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def open_silent(addr, n, made):
+    socks = made
     for _ in range(n):
         s = socket.socket()
         s.setblocking(False)
@@ -90,7 +100,7 @@ def all_closed_by_peer(socks, timeout):
     return len(left)
 
 
-def test_silent_peers_against_the_auth_deadline(sockjoin, servers, tmp_path):
+def test_silent_peers_against_the_auth_deadline(sockjoin, servers, tmp_path, silent_sockets):
     token = tmp_path / "token"
     token.write_text("letmein\n")
     def echo_once(conn, index):
@@ -112,13 +122,14 @@ def test_silent_peers_against_the_auth_deadline(sockjoin, servers, tmp_path):
     sj.wait_stderr(r"pair 1 closed")
     fds_before = fd_count(sj.pid)
     cpu_before = cpu_seconds(sj.pid)
-    silent = open_silent(addr, SILENT)
+    silent = open_silent(addr, SILENT, silent_sockets)
     served()  # while the silent ones wait
     # Every silent peer is refused once the deadline passes.
     assert all_closed_by_peer(silent, DEADLINE) == 0
     sj.wait_stderr(r"refused: auth timed out", count=SILENT)
     for s in silent:
         s.close()
+    silent.clear()
     wait_for(lambda: fd_count(sj.pid) == fds_before,
              what="descriptors back to baseline (%d)" % fds_before)
     # 2000 accepts, 2000 refusals: well under a second of CPU, where a busy
@@ -126,22 +137,25 @@ def test_silent_peers_against_the_auth_deadline(sockjoin, servers, tmp_path):
     assert cpu_seconds(sj.pid) - cpu_before < 2.0
 
 
-def test_silent_clients_against_the_relay_registration(sockjoin):
+def test_silent_clients_against_the_relay_registration(sockjoin, silent_sockets):
     sj = sockjoin("relay", "--listen", "127.0.0.1:0", "--register-timeout", "5", wait=False)
     m = re.fullmatch(r"listening relay (\S+)", sj.read_stdout_line())
     addr = parse_hostport(m.group(1))
     fds_before = fd_count(sj.pid)
     cpu_before = cpu_seconds(sj.pid)
-    silent = open_silent(addr, SILENT)
+    silent = open_silent(addr, SILENT, silent_sockets)
     # Two real clients register and talk while the silent ones wait.
     a, b = connect_tcp(addr), connect_tcp(addr)
     a.sendall(b"alice|")
-    b.sendall(b"bob|")
+    # A message to itself coming back proves bob is registered.
+    b.sendall(b"bob|bob|2|me")
+    assert recv_exact(b, len(b"bob|2|me")) == b"bob|2|me"
     a.sendall(b"bob|5|hello")
     assert recv_exact(b, len(b"alice|5|hello")) == b"alice|5|hello"
     assert all_closed_by_peer(silent, DEADLINE) == 0
     for s in silent:
         s.close()
+    silent.clear()
     a.close()
     b.close()
     wait_for(lambda: fd_count(sj.pid) == fds_before, what="descriptors back to baseline")
