@@ -148,6 +148,25 @@ def echo_check(t, size=64 * 1024, seed=0):
         s.close()
 
 
+def expect_turned_away(t, payload=b""):
+    """A local connection is closed at once: reset, or ended with nothing
+    read. The reset may come so quickly that connect() itself reports it."""
+    try:
+        c = t.connect()
+    except ConnectionResetError:
+        return "reset"
+    try:
+        if payload:
+            c.sendall(payload)
+        kind, data = expect_closed(c)
+        assert data == b""
+        return kind
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    finally:
+        c.close()
+
+
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
@@ -282,11 +301,7 @@ def test_far_connect_failure_closes_the_client(tunnel):
     """The far end cannot reach its service: the local client is closed at
     once, and both ends say why."""
     t = tunnel(service="127.0.0.1:%d" % free_port())
-    c = t.connect()
-    c.sendall(b"anyone there?")
-    kind, data = expect_closed(c, timeout=DEADLINE)
-    assert data == b""
-    c.close()
+    expect_turned_away(t, b"anyone there?")
     t.far.wait_stderr(r"B connect to 127\.0\.0\.1:\d+ failed: connection refused")
     t.near.wait_stderr(r"connection from 127\.0\.0\.1:\d+ refused by the far end")
     assert t.near.alive() and t.far.alive()
@@ -298,10 +313,7 @@ def test_no_far_end_closes_local_connections(tunnel):
     t = tunnel()
     t.far.stop()  # it says goodbye
     t.near.wait_stderr(r"tunnel down: peer ended the session")
-    c = t.connect()
-    kind, data = expect_closed(c)
-    assert data == b""
-    c.close()
+    expect_turned_away(t)
     t.near.wait_stderr(r"opening a new channel failed")
 
 
@@ -321,9 +333,7 @@ def test_relay_restarted_mid_run(tunnel):
     t.near.wait_stderr(r"tunnel down: ")
     t.far.wait_stderr(r"tunnel down: ")
     # While the relay is away, new connections are closed at once.
-    c = t.connect()
-    expect_closed(c)
-    c.close()
+    expect_turned_away(t)
     # The relay comes back on its port; the tunnel follows.
     t.relay = t.start_relay("127.0.0.1:%d" % port)
     t.wait_up(count=2)
