@@ -5,9 +5,9 @@
 #include "expose_options.h"
 
 #include "control.h"
+#include "numbers.h"
 #include "ws.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,59 +89,17 @@ static xcli_action_t usage_error(char *err, size_t errlen, const char *fmt, ...)
   return XCLI_USAGE_ERROR;
 }
 
-/* Seconds as plain decimal digits with an optional fraction ("5", "0.25"),
- * from a millisecond to a year (the join's rule, options.c). */
-static int parse_seconds(const char *s, double *out) {
-  size_t digits = strspn(s, "0123456789");
-  size_t frac = s[digits] == '.' ? strspn(s + digits + 1, "0123456789") : 0;
-  size_t len = digits + (s[digits] == '.' ? 1 + frac : 0);
-  if (digits + frac == 0 || s[len] != '\0' || len > 20)
-    return -1;
-  double v = strtod(s, NULL);
-  if (v < 0.001 || v > 31536000)
-    return -1;
-  *out = v;
-  return 0;
-}
-
 static int parse_ms(const char *s, unsigned *out) {
   double v;
-  if (parse_seconds(s, &v) != 0 || v > 86400)
+  if (cli_parse_seconds(s, &v) != 0 || v > 86400)
     return -1;
   *out = (unsigned)(v * 1000 + 0.5);
   return 0;
 }
 
-/* A decimal integer from min to max, with an optional k/m/g suffix when
- * allow_suffix (powers of 1024). */
-static int parse_count(const char *s, unsigned long long min, unsigned long long max,
-                       int allow_suffix, unsigned long long *out) {
-  if (*s < '0' || *s > '9')
-    return -1;
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0)
-    return -1;
-  if (allow_suffix && *end != '\0' && end[1] == '\0') {
-    int shift = *end == 'k' || *end == 'K'   ? 10
-                : *end == 'm' || *end == 'M' ? 20
-                : *end == 'g' || *end == 'G' ? 30
-                                             : -1;
-    if (shift < 0 || v > (max >> shift))
-      return -1;
-    v <<= shift;
-    end++;
-  }
-  if (*end != '\0' || v < min || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
 static int parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *out) {
   unsigned long long v;
-  if (parse_count(s, min, max, 0, &v) != 0)
+  if (cli_parse_count(s, min, max, 0, &v) != 0)
     return -1;
   *out = (unsigned)v;
   return 0;
@@ -316,15 +274,15 @@ static int apply_server_number(int id, const char *v, sj_xserver_options_t *o) {
   case S_MAX_AGENTS:
     return parse_unsigned(v, 1, 1000000, &o->max_agents);
   case S_GRACE:
-    return parse_seconds(v, &o->grace_s);
+    return cli_parse_seconds(v, &o->grace_s);
   case S_HANDSHAKE:
-    return parse_seconds(v, &o->handshake_timeout_s);
+    return cli_parse_seconds(v, &o->handshake_timeout_s);
   case S_HEARTBEAT:
     return parse_ms(v, &o->heartbeat_ms);
   case S_HEARTBEAT_TIMEOUT:
     return parse_ms(v, &o->heartbeat_timeout_ms);
   default: /* S_BUFFER */
-    if (parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
+    if (cli_parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
       return -1;
     o->buffer_size = (size_t)n;
     return 0;
@@ -476,19 +434,19 @@ static int apply_expose_number(int id, const char *v, sj_xagent_options_t *o) {
   unsigned long long n;
   switch (id) {
   case E_CONNECT_TIMEOUT:
-    return parse_seconds(v, &o->connect_timeout_s);
+    return cli_parse_seconds(v, &o->connect_timeout_s);
   case E_HANDSHAKE:
-    return parse_seconds(v, &o->handshake_timeout_s);
+    return cli_parse_seconds(v, &o->handshake_timeout_s);
   case E_RETRY_MIN:
-    return parse_seconds(v, &o->retry_min_s);
+    return cli_parse_seconds(v, &o->retry_min_s);
   case E_RETRY_MAX:
-    return parse_seconds(v, &o->retry_max_s);
+    return cli_parse_seconds(v, &o->retry_max_s);
   case E_HEARTBEAT:
     return parse_ms(v, &o->heartbeat_ms);
   case E_HEARTBEAT_TIMEOUT:
     return parse_ms(v, &o->heartbeat_timeout_ms);
   default: /* E_BUFFER */
-    if (parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
+    if (cli_parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
       return -1;
     o->buffer_size = (size_t)n;
     return 0;

@@ -1,6 +1,7 @@
 #include "options.h"
 
-#include <errno.h>
+#include "numbers.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,46 +68,6 @@ static cli_action_t usage_error(char *err, size_t errlen, const char *fmt, ...) 
   return CLI_USAGE_ERROR;
 }
 
-/* Seconds as plain decimal digits with an optional fraction ("5", "0.25"),
- * from a millisecond to a year. */
-static int parse_seconds(const char *s, double *out) {
-  size_t digits = strspn(s, "0123456789");
-  size_t frac = s[digits] == '.' ? strspn(s + digits + 1, "0123456789") : 0;
-  size_t len = digits + (s[digits] == '.' ? 1 + frac : 0);
-  if (digits + frac == 0 || s[len] != '\0' || len > 20)
-    return -1;
-  double v = strtod(s, NULL);
-  if (v < 0.001 || v > 31536000)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-/* A decimal integer from min to max, with an optional k/m/g suffix when
- * allow_suffix (powers of 1024). */
-static int parse_count(const char *s, unsigned long long min, unsigned long long max,
-                       int allow_suffix, unsigned long long *out) {
-  if (*s < '0' || *s > '9')
-    return -1;
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0)
-    return -1;
-  if (allow_suffix && *end != '\0' && end[1] == '\0') {
-    int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20
-              : *end == 'g' || *end == 'G' ? 30 : -1;
-    if (shift < 0 || v > (max >> shift))
-      return -1;
-    v <<= shift;
-    end++;
-  }
-  if (*end != '\0' || v < min || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
 /* "IDLE,INTERVAL,COUNT": exactly three whole numbers, no empty field, within
  * what Linux accepts (TCP_KEEPIDLE and TCP_KEEPINTVL up to 32767 seconds,
  * TCP_KEEPCNT up to 127 probes). */
@@ -120,7 +81,7 @@ static int parse_keepalive(const char *s, sj_keepalive_t *ka) {
       return -1;
     memcpy(field, s, len);
     field[len] = '\0';
-    if (parse_count(field, 1, max[n], 0, &v[n]) != 0)
+    if (cli_parse_count(field, 1, max[n], 0, &v[n]) != 0)
       return -1;
     s += len + (n < 2);
   }
@@ -155,30 +116,30 @@ static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
   unsigned long long n;
   switch (opt) {
   case OPT_TIMEOUT:
-    return parse_seconds(v, &cfg->opts.timeout_s);
+    return cli_parse_seconds(v, &cfg->opts.timeout_s);
   case OPT_CONNECT_TIMEOUT:
-    return parse_seconds(v, &cfg->opts.connect_timeout_s);
+    return cli_parse_seconds(v, &cfg->opts.connect_timeout_s);
   case OPT_MAX_PAIRS:
-    if (parse_count(v, 1, 1000000000, 0, &n) != 0)
+    if (cli_parse_count(v, 1, 1000000000, 0, &n) != 0)
       return -1;
     cfg->opts.max_pairs = (unsigned)n;
     return 0;
   case OPT_BUFFER:
-    if (parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
+    if (cli_parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
       return -1;
     cfg->opts.buffer_size = (size_t)n;
     return 0;
   case OPT_KEEPALIVE:
     return parse_keepalive(v, &cfg->opts.keepalive);
   case OPT_WORKERS:
-    if (parse_count(v, 1, 64, 0, &n) != 0)
+    if (cli_parse_count(v, 1, 64, 0, &n) != 0)
       return -1;
     cfg->workers = (int)n;
     return 0;
   case OPT_AUTH_TIMEOUT:
-    return parse_seconds(v, &cfg->opts.auth_timeout_s);
+    return cli_parse_seconds(v, &cfg->opts.auth_timeout_s);
   case OPT_PERSIST:
-    if (parse_count(v, 1, 1000, 0, &n) != 0)
+    if (cli_parse_count(v, 1, 1000, 0, &n) != 0)
       return -1;
     cfg->opts.persist = (unsigned)n;
     return 0;

@@ -3,9 +3,9 @@
  * the style of options.c: every number is checked, and every error names
  * the option and what was expected. */
 #include "commands.h"
+#include "numbers.h"
 #include "server.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,48 +64,6 @@ static int usage_error(char *err, size_t errlen, const char *fmt, ...) {
   return RELAY_USAGE_ERROR;
 }
 
-/* Seconds as plain decimal digits with an optional fraction ("5", "0.25"),
- * from a millisecond to a year (the join's rule, options.c). */
-static int parse_seconds(const char *s, double *out) {
-  size_t digits = strspn(s, "0123456789");
-  size_t frac = s[digits] == '.' ? strspn(s + digits + 1, "0123456789") : 0;
-  size_t len = digits + (s[digits] == '.' ? 1 + frac : 0);
-  if (digits + frac == 0 || s[len] != '\0' || len > 20)
-    return -1;
-  double v = strtod(s, NULL);
-  if (v < 0.001 || v > 31536000)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-/* A decimal integer from min to max, with an optional k/m/g suffix when
- * allow_suffix (powers of 1024). */
-static int parse_count(const char *s, unsigned long long min, unsigned long long max,
-                       int allow_suffix, unsigned long long *out) {
-  if (*s < '0' || *s > '9')
-    return -1;
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0)
-    return -1;
-  if (allow_suffix && *end != '\0' && end[1] == '\0') {
-    int shift = *end == 'k' || *end == 'K'   ? 10
-                : *end == 'm' || *end == 'M' ? 20
-                : *end == 'g' || *end == 'G' ? 30
-                                             : -1;
-    if (shift < 0 || v > (max >> shift))
-      return -1;
-    v <<= shift;
-    end++;
-  }
-  if (*end != '\0' || v < min || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
 typedef enum {
   OPT_LISTEN,
   OPT_REGISTER_TIMEOUT,
@@ -150,17 +108,17 @@ static int apply_count(valued_opt_t opt, const char *v, relay_config_t *cfg) {
   unsigned long long n;
   switch (opt) {
   case OPT_MAX_MESSAGE:
-    if (parse_count(v, 0, 1ULL << 30, 1, &n) != 0)
+    if (cli_parse_count(v, 0, 1ULL << 30, 1, &n) != 0)
       return -1;
     cfg->opts.max_message = n;
     return 0;
   case OPT_MAX_CLIENTS:
-    if (parse_count(v, 1, 1000000, 0, &n) != 0)
+    if (cli_parse_count(v, 1, 1000000, 0, &n) != 0)
       return -1;
     cfg->opts.max_clients = (unsigned)n;
     return 0;
   default: /* OPT_BUFFER */
-    if (parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
+    if (cli_parse_count(v, 1, 1ULL << 30, 1, &n) != 0)
       return -1;
     cfg->opts.buffer_size = (size_t)n;
     return 0;
@@ -170,11 +128,11 @@ static int apply_count(valued_opt_t opt, const char *v, relay_config_t *cfg) {
 static int apply_valued(valued_opt_t opt, const char *v, relay_config_t *cfg) {
   switch (opt) {
   case OPT_REGISTER_TIMEOUT:
-    return parse_seconds(v, &cfg->opts.register_timeout_s);
+    return cli_parse_seconds(v, &cfg->opts.register_timeout_s);
   case OPT_IDLE_TIMEOUT:
-    return parse_seconds(v, &cfg->opts.idle_timeout_s);
+    return cli_parse_seconds(v, &cfg->opts.idle_timeout_s);
   case OPT_STALL_TIMEOUT:
-    return parse_seconds(v, &cfg->opts.stall_timeout_s);
+    return cli_parse_seconds(v, &cfg->opts.stall_timeout_s);
   case OPT_DELIVER:
     if (strcmp(v, "framed") != 0 && strcmp(v, "raw") != 0)
       return -1;
