@@ -6,12 +6,14 @@ they started."""
 import hashlib
 import os
 import random
+import re
 import socket
 import subprocess
 
 import pytest
 
-from conftest import DEADLINE, Worker, connect_tcp, recv_jittery_hash, wait_for
+from conftest import (DEADLINE, Worker, connect_tcp, parse_hostport, recv_jittery_hash,
+                      wait_for)
 
 PAIRS = 64
 READS = (4096, 65536, 262144)  # read sizes of the stalling readers
@@ -163,3 +165,53 @@ def secure_round(relay, fronts, buf, rnd):
         relay.wait_stderr(r"pair %d formed" % n)
         pairs.append((a, b))
     soak_transfers(pairs, buf)
+
+
+# Through the tunnels: each far-side connection is taken from a plain server
+# of the test's own, so pair i is (the i-th connection into the tunnel, the
+# i-th one out of it).
+TUNNEL_PAIRS = 16 if os.environ.get("SOCKJOIN_SANITIZED") else PAIRS
+TUNNEL_SIZE = (4 << 20) if os.environ.get("SOCKJOIN_SANITIZED") else SIZE
+
+
+def tunnel_round(connect, server):
+    pairs = []
+    for _ in range(TUNNEL_PAIRS):
+        a = connect()
+        b = server.accept_next()
+        pairs.append((a, b))
+    return pairs
+
+
+@pytest.mark.parametrize("kind", ["relay-tunnel", "expose"])
+def test_soak_through_tunnels(sockjoin, servers, kind):
+    """64 pairs x 16 MiB each way through a tunnel, hash-checked, with
+    stalling readers; then every process's descriptors are back."""
+    server = servers()
+    if kind == "relay-tunnel":
+        relay = sockjoin("relay", "--listen", "127.0.0.1:0", wait=False)
+        raddr = re.fullmatch(r"listening relay (\S+)", relay.read_stdout_line()).group(1)
+        far = sockjoin("relay-tunnel", "--relay", raddr, "--name", "far", "--peer", "near",
+                       "--connect", server.addr, wait=False)
+        near = sockjoin("relay-tunnel", "-v", "--relay", raddr, "--name", "near", "--peer", "far",
+                        "--listen", "127.0.0.1:0", wait=False)
+        addr = parse_hostport(re.fullmatch(r"listening tunnel (\S+)",
+                                           near.read_stdout_line()).group(1))
+        near.wait_stderr(r"tunnel up: ")
+        watched = [relay, far, near]
+    else:
+        env = dict(os.environ, SOCKJOIN_API_KEYS="soak-key", SOCKJOIN_API_KEY="soak-key")
+        srv = sockjoin("server", "--listen", "127.0.0.1:0", "--public-bind", "127.0.0.1",
+                       wait=False, env=env)
+        saddr = re.fullmatch(r"listening server (\S+)", srv.read_stdout_line()).group(1)
+        agent = sockjoin("expose", server.addr, "--server", saddr, wait=False, env=env)
+        line = agent.read_stdout_line()
+        addr = parse_hostport(re.search(r"at tcp://(\S+) tunnel=", line).group(1))
+        watched = [srv, agent]
+    fds_before = [fd_count(p.pid) for p in watched]
+    buf = os.urandom(TUNNEL_SIZE)
+    soak_transfers(tunnel_round(lambda: connect_tcp(addr), server), buf)
+    for p, fds in zip(watched, fds_before):
+        wait_for(lambda p=p, n=fds: fd_count(p.pid) == n,
+                 what="descriptors back to baseline (%d)" % fds)
+    print("tunnel soak (%s): RSS KiB %s" % (kind, [p.rss_kib() for p in watched]))
