@@ -4,6 +4,7 @@
  * and the log, and stops on SIGINT or SIGTERM (status 0) or when the agent
  * gives up (status 1, with the reason). */
 #include "commands.h"
+#include "console.h"
 #include "expose_options.h"
 #include "secret.h"
 
@@ -11,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <uv.h>
 
 typedef struct {
@@ -23,23 +22,11 @@ typedef struct {
   int status;
 } expose_run_t;
 
-static void print_time(FILE *f) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-          tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-}
-
 static void on_log(sj_xagent_t *a, sj_log_level_t level, const char *msg, void *data) {
   (void)a;
   (void)level;
   (void)data;
-  flockfile(stderr);
-  print_time(stderr);
-  fprintf(stderr, "%s\n", msg);
-  funlockfile(stderr);
+  cli_log_line(1, NULL, msg);
 }
 
 static void on_exposed(sj_xagent_t *a, const sj_xagent_exposed_t *info, void *data) {

@@ -3,6 +3,7 @@
  * the style of options.c: every number is checked, and every error names
  * the option and what was expected. */
 #include "commands.h"
+#include "console.h"
 #include "numbers.h"
 #include "server.h"
 
@@ -11,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <uv.h>
 
 /* How long clients may take to receive what is queued for them after a
@@ -207,23 +206,11 @@ typedef struct {
   sj_relay_stats_t stats;
 } relay_run_t;
 
-static void print_time(FILE *f) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-          tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-}
-
 static void on_log(sj_relay_server_t *s, sj_log_level_t level, const char *msg, void *data) {
   (void)s;
   (void)level;
   (void)data;
-  flockfile(stderr);
-  print_time(stderr);
-  fprintf(stderr, "%s\n", msg);
-  funlockfile(stderr);
+  cli_log_line(1, NULL, msg);
 }
 
 static void on_closed(sj_relay_server_t *s, void *data) {

@@ -2,6 +2,7 @@
  * (src/relay/tunnel.h) on the command line. Every option is checked, and
  * every error names the option and what was expected. */
 #include "client.h"
+#include "console.h"
 #include "commands.h"
 #include "numbers.h"
 #include "tunnel.h"
@@ -11,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <uv.h>
 
 /* A name and its terminating NUL. */
@@ -285,22 +284,10 @@ typedef struct {
   int signalled, handles_closed;
 } tunnel_run_t;
 
-static void print_time(FILE *f) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-          tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-}
-
 static void on_log(sj_log_level_t level, const char *msg, void *data) {
   (void)level;
   (void)data;
-  flockfile(stderr);
-  print_time(stderr);
-  fprintf(stderr, "%s\n", msg);
-  funlockfile(stderr);
+  cli_log_line(1, NULL, msg);
 }
 
 static void close_signals(tunnel_run_t *r) {

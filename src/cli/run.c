@@ -1,11 +1,11 @@
 #include "run.h"
 
+#include "console.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <uv.h>
 
 /* How long established pairs may take to deliver what they hold after a
@@ -43,27 +43,14 @@ struct run {
 
 /* ---- output ---------------------------------------------------------- */
 
-static void print_time(FILE *f) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1,
-          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-}
-
-/* Lines come from several threads; each is written by one call, under the
- * stdio lock, so lines never interleave. */
+/* Lines come from several threads; cli_log_line keeps them whole. */
 static void on_log(sj_connector_t *c, sj_log_level_t level, const char *msg, void *data) {
   worker_t *w = data;
   (void)c;
-  flockfile(stderr);
-  if (level != SJ_LOG_TRAFFIC)
-    print_time(stderr);
+  char prefix[32] = "";
   if (w->run->n > 1)
-    fprintf(stderr, "worker %d: ", w->index + 1);
-  fprintf(stderr, "%s\n", msg);
-  funlockfile(stderr);
+    snprintf(prefix, sizeof prefix, "worker %d: ", w->index + 1);
+  cli_log_line(level != SJ_LOG_TRAFFIC, prefix, msg);
 }
 
 static void describe_side(const sj_side_spec_t *s, char *buf, size_t len) {

@@ -3,14 +3,13 @@
  * runs the loop, prints the listening line and the log, and stops on
  * SIGINT or SIGTERM. */
 #include "commands.h"
+#include "console.h"
 #include "expose_options.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <uv.h>
 
 typedef struct {
@@ -20,23 +19,11 @@ typedef struct {
   int closing;
 } server_run_t;
 
-static void print_time(FILE *f) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-          tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-}
-
 static void on_log(sj_xserver_t *s, sj_log_level_t level, const char *msg, void *data) {
   (void)s;
   (void)level;
   (void)data;
-  flockfile(stderr);
-  print_time(stderr);
-  fprintf(stderr, "%s\n", msg);
-  funlockfile(stderr);
+  cli_log_line(1, NULL, msg);
 }
 
 static void on_closed(sj_xserver_t *s, void *data) {
