@@ -5,6 +5,7 @@
  * gives up (status 1, with the reason). */
 #include "commands.h"
 #include "console.h"
+#include "signals.h"
 #include "expose_options.h"
 #include "secret.h"
 
@@ -16,7 +17,7 @@
 
 typedef struct {
   uv_loop_t loop;
-  uv_signal_t sigint, sigterm;
+  cli_signals_t signals;
   sj_xagent_t *agent;
   int closing;
   int status;
@@ -42,8 +43,7 @@ static void on_exposed(sj_xagent_t *a, const sj_xagent_exposed_t *info, void *da
 static void on_closed(sj_xagent_t *a, void *data) {
   expose_run_t *r = data;
   (void)a;
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
+  cli_signals_close(&r->signals);
 }
 
 static void close_agent(expose_run_t *r) {
@@ -108,14 +108,9 @@ static int run(cli_expose_config_t *cfg) {
   expose_run_t r;
   memset(&r, 0, sizeof r);
   uv_loop_init(&r.loop);
-  uv_signal_init(&r.loop, &r.sigint);
-  uv_signal_init(&r.loop, &r.sigterm);
-  r.sigint.data = r.sigterm.data = &r;
-  uv_signal_start(&r.sigint, on_signal, SIGINT);
-  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  cli_signals_start(&r.signals, &r.loop, on_signal, &r);
   if (start(&r, cfg) != 0) {
-    uv_close((uv_handle_t *)&r.sigint, NULL);
-    uv_close((uv_handle_t *)&r.sigterm, NULL);
+    cli_signals_close(&r.signals);
     r.status = 1;
   }
   uv_run(&r.loop, UV_RUN_DEFAULT);

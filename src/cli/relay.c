@@ -4,6 +4,7 @@
  * the option and what was expected. */
 #include "commands.h"
 #include "console.h"
+#include "signals.h"
 #include "numbers.h"
 #include "server.h"
 
@@ -200,7 +201,7 @@ static int relay_parse(int argc, char **argv, relay_config_t *cfg, char *err, si
 
 typedef struct {
   uv_loop_t loop;
-  uv_signal_t sigint, sigterm;
+  cli_signals_t signals;
   sj_relay_server_t *srv;
   int signalled, closing;
   sj_relay_stats_t stats;
@@ -216,8 +217,7 @@ static void on_log(sj_relay_server_t *s, sj_log_level_t level, const char *msg, 
 static void on_closed(sj_relay_server_t *s, void *data) {
   relay_run_t *r = data;
   sj_relay_server_stats(s, &r->stats);
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
+  cli_signals_close(&r->signals);
 }
 
 static void close_server(relay_run_t *r) {
@@ -272,17 +272,10 @@ static int run(relay_config_t *cfg) {
   relay_run_t r;
   memset(&r, 0, sizeof r);
   uv_loop_init(&r.loop);
-  uv_signal_init(&r.loop, &r.sigint);
-  uv_signal_init(&r.loop, &r.sigterm);
-  r.sigint.data = r.sigterm.data = &r;
-  /* Signals are handled before the "listening" line, so a script that
-   * stops the relay as soon as it has read the port gets a clean exit. */
-  uv_signal_start(&r.sigint, on_signal, SIGINT);
-  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  cli_signals_start(&r.signals, &r.loop, on_signal, &r);
   int code = 0;
   if (start(&r, cfg) != 0) {
-    uv_close((uv_handle_t *)&r.sigint, NULL);
-    uv_close((uv_handle_t *)&r.sigterm, NULL);
+    cli_signals_close(&r.signals);
     code = 1;
   }
   uv_run(&r.loop, UV_RUN_DEFAULT);

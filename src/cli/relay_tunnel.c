@@ -3,6 +3,7 @@
  * every error names the option and what was expected. */
 #include "client.h"
 #include "console.h"
+#include "signals.h"
 #include "commands.h"
 #include "numbers.h"
 #include "tunnel.h"
@@ -279,7 +280,7 @@ static int tunnel_parse(int argc, char **argv, tunnel_config_t *cfg, char *err, 
 
 typedef struct {
   uv_loop_t loop;
-  uv_signal_t sigint, sigterm;
+  cli_signals_t signals;
   sj_tunnel_t *t;
   int signalled, handles_closed;
 } tunnel_run_t;
@@ -294,8 +295,7 @@ static void close_signals(tunnel_run_t *r) {
   if (r->handles_closed)
     return;
   r->handles_closed = 1;
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
+  cli_signals_close(&r->signals);
 }
 
 static void on_closing(void *data) { close_signals(data); }
@@ -323,13 +323,7 @@ static int run(tunnel_config_t *cfg) {
   tunnel_run_t r;
   memset(&r, 0, sizeof r);
   uv_loop_init(&r.loop);
-  uv_signal_init(&r.loop, &r.sigint);
-  uv_signal_init(&r.loop, &r.sigterm);
-  r.sigint.data = r.sigterm.data = &r;
-  /* Signals are handled before the "listening" line, so a script that
-   * stops the tunnel as soon as it has read the port gets a clean exit. */
-  uv_signal_start(&r.sigint, on_signal, SIGINT);
-  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  cli_signals_start(&r.signals, &r.loop, on_signal, &r);
   cfg->opts.log_cb = on_log;
   cfg->opts.on_closing = on_closing;
   cfg->opts.data = &r;

@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "console.h"
+#include "signals.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -35,7 +36,7 @@ struct run {
   worker_t *w;
   uv_mutex_t lock;
   uv_loop_t *main_loop;
-  uv_signal_t sigint, sigterm;
+  cli_signals_t signals;
   uv_async_t finished; /* a worker's loop has ended */
   int n_finished; /* guarded by lock */
   int signalled;
@@ -258,27 +259,22 @@ static void on_finished(uv_async_t *h) {
   uv_mutex_unlock(&run->lock);
   if (!all)
     return;
-  uv_close((uv_handle_t *)&run->sigint, NULL);
-  uv_close((uv_handle_t *)&run->sigterm, NULL);
+  cli_signals_close(&run->signals);
   uv_close((uv_handle_t *)&run->finished, NULL);
 }
 
 static void init_main(run_t *run) {
   run->main_loop = uv_default_loop();
-  uv_signal_init(run->main_loop, &run->sigint);
-  uv_signal_init(run->main_loop, &run->sigterm);
   uv_async_init(run->main_loop, &run->finished, on_finished);
-  run->sigint.data = run->sigterm.data = run->finished.data = run;
+  run->finished.data = run;
   /* Signals are handled before the first "listening" line, so a script that
    * stops the tool as soon as it has read the port always gets a clean
    * exit; until the workers run, a request waits in their wake handles. */
-  uv_signal_start(&run->sigint, on_signal, SIGINT);
-  uv_signal_start(&run->sigterm, on_signal, SIGTERM);
+  cli_signals_start(&run->signals, run->main_loop, on_signal, run);
 }
 
 static void close_main(run_t *run) {
-  uv_close((uv_handle_t *)&run->sigint, NULL);
-  uv_close((uv_handle_t *)&run->sigterm, NULL);
+  cli_signals_close(&run->signals);
   uv_close((uv_handle_t *)&run->finished, NULL);
   uv_run(run->main_loop, UV_RUN_DEFAULT);
   uv_loop_close(run->main_loop);

@@ -4,6 +4,7 @@
  * SIGINT or SIGTERM. */
 #include "commands.h"
 #include "console.h"
+#include "signals.h"
 #include "expose_options.h"
 
 #include <signal.h>
@@ -14,7 +15,7 @@
 
 typedef struct {
   uv_loop_t loop;
-  uv_signal_t sigint, sigterm;
+  cli_signals_t signals;
   sj_xserver_t *srv;
   int closing;
 } server_run_t;
@@ -29,8 +30,7 @@ static void on_log(sj_xserver_t *s, sj_log_level_t level, const char *msg, void 
 static void on_closed(sj_xserver_t *s, void *data) {
   server_run_t *r = data;
   (void)s;
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
+  cli_signals_close(&r->signals);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -86,17 +86,10 @@ static int run(cli_server_config_t *cfg) {
   server_run_t r;
   memset(&r, 0, sizeof r);
   uv_loop_init(&r.loop);
-  uv_signal_init(&r.loop, &r.sigint);
-  uv_signal_init(&r.loop, &r.sigterm);
-  r.sigint.data = r.sigterm.data = &r;
-  /* Signals are handled before the "listening" line, so a script that
-   * stops the server as soon as it has read the port gets a clean exit. */
-  uv_signal_start(&r.sigint, on_signal, SIGINT);
-  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  cli_signals_start(&r.signals, &r.loop, on_signal, &r);
   int code = 0;
   if (start(&r, cfg) != 0) {
-    uv_close((uv_handle_t *)&r.sigint, NULL);
-    uv_close((uv_handle_t *)&r.sigterm, NULL);
+    cli_signals_close(&r.signals);
     code = 1;
   }
   uv_run(&r.loop, UV_RUN_DEFAULT);
