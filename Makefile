@@ -59,6 +59,7 @@ asan:
 valgrind: deps build
 	@./scripts/install-deps valgrind
 	SOCKJOIN_BIN=$(CURDIR)/scripts/valgrind-sockjoin SOCKJOIN_SANITIZED=1 SOCKJOIN_VALGRIND=1 \
+	  SOCKJOIN_WS_PEER=$(CURDIR)/$(BUILD)/tests/unit/ws_peer \
 	  $(PYTEST) -q tests/e2e
 
 # libFuzzer targets (clang), one per codec; corpora live in tests/fuzz/corpus/NAME
