@@ -19,7 +19,7 @@
 static long first_line(sj_verify_t *v, const char *buf, size_t len, size_t *line_len) {
   long n = sj_authline_next(buf, len, SJ_VERIFY_MAX, line_len);
   if (n == SJ_AUTHLINE_TOO_LONG) {
-    sj_verify_reject(v, "auth failed: auth line too long");
+    sj_verify_reject(v, SJ_AUTH_REFUSAL "auth line too long");
     return -1;
   }
   return n;
@@ -35,7 +35,7 @@ static void check_token(sj_verify_t *v, const char *buf, size_t len, void *data)
   if (sj_auth_equal(buf, line_len, (const char *)auth->secret.data, auth->secret.len))
     sj_verify_accept(v);
   else
-    sj_verify_reject(v, "auth failed: wrong token");
+    sj_verify_reject(v, SJ_AUTH_REFUSAL "wrong token");
 }
 
 static void present_token(sj_verify_t *v, void *data) {
@@ -53,7 +53,7 @@ static void challenge(sj_verify_t *v, void *data) {
   char *line = malloc(SJ_AUTH_HEX_LEN + 2);
   if (line == NULL || RAND_bytes(nonce, sizeof nonce) != 1) {
     free(line);
-    sj_verify_reject(v, "auth failed: no challenge could be made");
+    sj_verify_reject(v, SJ_AUTH_REFUSAL "no challenge could be made");
     return;
   }
   sj_auth_hex(nonce, sizeof nonce, line);
@@ -92,7 +92,7 @@ static void check_answer(sj_verify_t *v, const char *buf, size_t len, void *data
   if (ok && sj_verify_write(v, "ok\n", 3) == 0)
     sj_verify_accept(v);
   else
-    sj_verify_reject(v, "auth failed: wrong answer to the challenge");
+    sj_verify_reject(v, SJ_AUTH_REFUSAL "wrong answer to the challenge");
 }
 
 /* After its answer, a presenter waits for the verdict: "ok", or the
@@ -124,7 +124,7 @@ static void answer(sj_verify_t *v, const char *buf, size_t len, void *data) {
   char reply[SJ_AUTH_HEX_LEN + 1];
   if (line_len != SJ_AUTH_HEX_LEN ||
       sj_auth_answer(auth->secret.data, auth->secret.len, buf, line_len, reply) != 0) {
-    sj_verify_reject(v, "auth failed: the peer sent no hmac challenge");
+    sj_verify_reject(v, SJ_AUTH_REFUSAL "the peer sent no hmac challenge");
     return;
   }
   sj_verify_consume(v, (size_t)n);

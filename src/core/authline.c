@@ -46,3 +46,8 @@ int sj_auth_equal(const char *a, size_t a_len, const char *b, size_t b_len) {
     return 0;
   return CRYPTO_memcmp(da, db, sizeof da) == 0 && a_len == b_len;
 }
+
+int sj_auth_is_refusal(const char *buf, size_t len) {
+  size_t n = sizeof SJ_AUTH_REFUSAL - 1;
+  return len >= n && memcmp(buf, SJ_AUTH_REFUSAL, n) == 0;
+}

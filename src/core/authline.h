@@ -17,6 +17,13 @@
 
 #define SJ_AUTHLINE_TOO_LONG (-1)
 
+/* Every refusal line sockjoin sends starts with this. */
+#define SJ_AUTH_REFUSAL "auth failed: "
+
+/* 1 if buf starts with a refusal line (how a token presenter, which hears
+ * nothing back on success, tells a refusal from its peer's first data). */
+int sj_auth_is_refusal(const char *buf, size_t len);
+
 /* The first line of buf: returns the bytes it takes (its newline included)
  * with its length without the line ending in *line_len; 0 when no line is
  * complete yet; SJ_AUTHLINE_TOO_LONG when max bytes hold no newline. */

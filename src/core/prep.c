@@ -8,12 +8,12 @@
  * A standing connection leaves the deadline once it has authenticated: it
  * may wait for its peer as long as it takes.
  */
+#include "authline.h"
 #include "connector_int.h"
 #include "prefix.h"
 #include "verify.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 enum { ST_START, ST_TLS, ST_VERIFY, ST_ENCRYPT, ST_READY, ST_DONE };
 
@@ -128,14 +128,12 @@ static int start_verify(sj_prep_t *p) {
 /* ---- the first sign of life, for standing connections ------------------- */
 
 /* A token presenter hears nothing back on success, so for a standing
- * connection a refusal would pass for its peer's first byte. sockjoin's
- * refusals start with "auth failed: "; a far client whose first bytes are
- * exactly that is the price (hmac, which confirms with "ok", has none). */
+ * connection a refusal would pass for its peer's first byte. A far client
+ * whose first bytes are exactly a refusal's is the price (hmac, which
+ * confirms with "ok", has none). */
 static int refused_token(const sj_prep_t *p, const sj_chunk_t *chunk) {
-  static const char refusal[] = "auth failed: ";
-  size_t n = sizeof refusal - 1;
-  return p->c->spec[p->side].sec.auth == SJ_AUTH_TOKEN && sj_chunk_remaining(chunk) >= n &&
-         memcmp(chunk->data + chunk->off, refusal, n) == 0;
+  return p->c->spec[p->side].sec.auth == SJ_AUTH_TOKEN &&
+         sj_auth_is_refusal(chunk->data + chunk->off, sj_chunk_remaining(chunk));
 }
 
 static void on_first_read(sj_stream_t *s, int status, sj_chunk_t *chunk) {
@@ -261,7 +259,7 @@ void sj__prep_on_deadline(uv_timer_t *t) {
       /* The verifier's socket hears why before it closes. */
       sj_verify_t *v = p->verify;
       p->verify = NULL;
-      sj__verify_abort(v, "auth failed: timed out");
+      sj__verify_abort(v, SJ_AUTH_REFUSAL "timed out");
       p->stream = NULL;
     }
     sj_prep_done_cb done = p->done;

@@ -9,6 +9,8 @@
  */
 #include "verify.h"
 
+#include "authline.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,7 +205,7 @@ static void settle(sj_verify_t *v, size_t shown_before) {
     if (v->in_len >= shown_before) { /* nothing was taken: the verifier cannot decide */
       if (v->vf.on_end != NULL)
         v->vf.on_end(v, UV_ENOBUFS, v->vf.data);
-      sj_verify_reject(v, "auth failed: auth message too long");
+      sj_verify_reject(v, SJ_AUTH_REFUSAL "auth message too long");
       return;
     }
     set_reading(v, 0); /* decision pending: wait, within the deadline */
