@@ -184,8 +184,8 @@ static size_t big_head(char *buf, size_t total) {
   n -= 2; /* reopen the head */
   while (n + 2 < total) {
     size_t line = total - 2 - n < 80 ? total - 2 - n : 80;
-    if (line < 6)
-      line = 6;
+    if (line < 8) /* "X-Pad:" and its CRLF at the least */
+      line = 8;
     memcpy(buf + n, "X-Pad:", 6);
     memset(buf + n + 6, 'p', line - 6 - 2);
     memcpy(buf + n + line - 2, "\r\n", 2);
