@@ -456,12 +456,14 @@ class Sockjoin:
     searched and waited on. Neither pipe can fill up.
     """
 
-    def __init__(self, args, stdin=subprocess.DEVNULL, env=None, stdout=subprocess.PIPE):
+    def __init__(self, args, stdin=subprocess.DEVNULL, env=None, stdout=subprocess.PIPE, prefix=()):
         require_binary()
         self.args = [str(a) for a in args]
         self.started = time.monotonic()
+        # prefix: a command that execs sockjoin in its place, such as
+        # ["ip", "netns", "exec", NS] (the pid stays sockjoin's).
         self.proc = subprocess.Popen(
-            [BIN] + self.args,
+            list(prefix) + [BIN] + self.args,
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE,
@@ -690,7 +692,7 @@ def count_listen_sides(args):
 
 @pytest.fixture
 def sockjoin(request):
-    """Factory: sockjoin(*args, wait=True, stdin=DEVNULL) -> Sockjoin.
+    """Factory: sockjoin(*args, wait=True, stdin=DEVNULL, prefix=()) -> Sockjoin.
 
     With wait=True (default) it reads one `listening` line per listening
     side given in args before returning. Every process is stopped at
@@ -699,8 +701,8 @@ def sockjoin(request):
     """
     procs = []
 
-    def start(*args, wait=True, stdin=subprocess.DEVNULL, env=None, stdout=subprocess.PIPE):
-        sj = Sockjoin(args, stdin=stdin, env=env, stdout=stdout)
+    def start(*args, wait=True, stdin=subprocess.DEVNULL, env=None, stdout=subprocess.PIPE, prefix=()):
+        sj = Sockjoin(args, stdin=stdin, env=env, stdout=stdout, prefix=prefix)
         procs.append(sj)
         if wait:
             sj.wait_listening(count_listen_sides(args))

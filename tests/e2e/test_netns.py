@@ -3,7 +3,9 @@ silently (its link goes down: no FIN, no reset) is found dead by TCP
 keep-alive within idle + interval x count, and its pair is closed.
 
 Needs root and `ip netns`; skipped where the sandbox forbids namespaces.
-(Loss and delay with `tc netem` are not tested: this kernel has no netem.)"""
+Loss, delay, reordering, duplication and a path that goes dark without a
+link down are in test_netimpair.py: this kernel has no `tc netem`, so that
+link is made in user space (netimpair.py, two TUN devices and a forwarder)."""
 
 import os
 import re
