@@ -2,10 +2,12 @@
 
 #include "netaddr.h"
 #include "sockopt.h"
+#include "sockstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 typedef union {
   struct sockaddr sa;
@@ -24,7 +26,6 @@ struct sj_dial {
   sj_dial_cb cb;
   void *data;
   uv_timer_t timer;
-  uv_connect_t creq;
   uv_getaddrinfo_t *gai; /* while resolving */
   struct addrinfo *addrs, *next_addr;
   inet_addr_t dialled;   /* the address of the attempt under way, or the literal */
@@ -81,14 +82,13 @@ static void report(sj_dial_t *d, int status, sj_stream_t *s) {
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  sj_dial_t *d = req->data;
-  sj_stream_t *s = d->attempt;
+static void on_connect(sj_stream_t *s, int status, void *arg) {
+  sj_dial_t *d = arg;
   d->attempt = NULL;
   d->pending--;
   if (status == 0 && !d->reported) {
     if (d->spec->kind == SJ_SIDE_CONNECT) {
-      sj_tcp_tune((uv_tcp_t *)sj_uvstream_handle(s), d->ka);
+      sj_tcp_tune_fd(sj_stream_fileno(s), d->ka);
       sj_origin_from_sockaddr(&s->origin, &d->dialled.sa);
     } else {
       sj_origin_from_path(&s->origin, d->spec->path);
@@ -106,44 +106,48 @@ static void on_connect(uv_connect_t *req, int status) {
     try_next(d);
 }
 
+/* The next address to try into d->dialled: 0, or 1 when none is left. A
+ * Unix path or an IP literal is one address, tried once; a host name may
+ * resolve to several. */
+static int next_address(sj_dial_t *d, socklen_t *len) {
+  if (d->spec->kind == SJ_SIDE_UNIX || d->has_literal) {
+    if (d->tried_single)
+      return 1;
+    d->tried_single = 1;
+  } else {
+    const struct addrinfo *ai = d->next_addr;
+    if (ai == NULL)
+      return 1;
+    d->next_addr = ai->ai_next;
+    memset(&d->dialled, 0, sizeof d->dialled);
+    memcpy(&d->dialled, ai->ai_addr,
+           ai->ai_addrlen < sizeof d->dialled ? ai->ai_addrlen : sizeof d->dialled);
+  }
+  *len = d->dialled.sa.sa_family == AF_INET6 ? sizeof d->dialled.in6 : sizeof d->dialled.in;
+  return 0;
+}
+
 /* Starts connecting to the next address, or reports the last failure. */
 static void try_next(sj_dial_t *d) {
-  int is_unix = d->spec->kind == SJ_SIDE_UNIX;
-  int single = is_unix || d->has_literal;
-  /* A Unix path or an IP literal is one address, tried once; a host name may
-   * resolve to several. */
-  if (single ? d->tried_single : d->next_addr == NULL) {
+  socklen_t len;
+  if (next_address(d, &len) != 0) {
     report(d, d->last_error, NULL);
     return;
   }
-  sj_stream_t *s = sj_uvstream_new(d->loop, d->pool, is_unix ? UV_NAMED_PIPE : UV_TCP);
-  if (s == NULL) {
-    report(d, UV_ENOMEM, NULL);
-    return;
+  struct sockaddr_un un = {.sun_family = AF_UNIX};
+  const struct sockaddr *sa = &d->dialled.sa;
+  if (d->spec->kind == SJ_SIDE_UNIX) {
+    /* The side parser has checked that the path fits. */
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", d->spec->path);
+    sa = (const struct sockaddr *)&un;
+    len = sizeof un;
   }
-  d->creq.data = d;
-  int rc = 0;
-  if (is_unix) {
-    d->tried_single = 1;
-    uv_pipe_connect(&d->creq, (uv_pipe_t *)sj_uvstream_handle(s), d->spec->path, on_connect);
-  } else {
-    if (d->has_literal) {
-      d->tried_single = 1;
-    } else {
-      const struct addrinfo *ai = d->next_addr;
-      d->next_addr = ai->ai_next;
-      memcpy(&d->dialled, ai->ai_addr,
-             ai->ai_addrlen < sizeof d->dialled ? ai->ai_addrlen : sizeof d->dialled);
-    }
-    rc = uv_tcp_connect(&d->creq, (uv_tcp_t *)sj_uvstream_handle(s), &d->dialled.sa, on_connect);
-  }
+  int rc = sj_sockstream_connect(d->loop, d->pool, sa, len, on_connect, d, &d->attempt);
   if (rc != 0) {
-    sj_stream_close(s, 0, NULL);
     d->last_error = rc;
     try_next(d);
     return;
   }
-  d->attempt = s;
   d->pending++;
 }
 

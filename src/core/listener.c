@@ -2,6 +2,8 @@
 #include "listener.h"
 
 #include "netaddr.h"
+#include "poller.h"
+#include "sockstream.h"
 #include "sockopt.h"
 
 #include <errno.h>
@@ -43,6 +45,7 @@ struct sj_listener {
   int starved; /* out of descriptors: waiting for the retry timer */
   int closing;
   int open_handles;
+  sj_watch_t poller; /* held so that accepted sockets find it made */
   void (*close_cb)(void *data);
   void *close_data;
 };
@@ -66,15 +69,10 @@ static void on_retry(uv_timer_t *t) {
 
 /* A new connection as a stream of the listener's kind. */
 static int wrap(sj_listener_t *l, int fd, const struct sockaddr *peer, sj_stream_t **out) {
-  sj_stream_t *s = sj_uvstream_new(l->loop, l->pool, l->type);
-  if (s == NULL)
-    return UV_ENOMEM;
-  uv_stream_t *h = sj_uvstream_handle(s);
-  int rc = l->type == UV_TCP ? uv_tcp_open((uv_tcp_t *)h, fd) : uv_pipe_open((uv_pipe_t *)h, fd);
-  if (rc != 0) {
-    sj_stream_close(s, 0, NULL);
+  sj_stream_t *s;
+  int rc = sj_sockstream_open(l->loop, l->pool, fd, l->type == UV_TCP, &s);
+  if (rc != 0)
     return rc;
-  }
   /* Options were set on the listening socket, and Linux copies them to
    * every socket it accepts: no system calls per connection. */
   if (l->type == UV_TCP)
@@ -231,6 +229,7 @@ static void on_closed(uv_handle_t *h) {
   sj_listener_t *l = h->data;
   if (--l->open_handles > 0)
     return;
+  sj_watch_release(&l->poller);
   close(l->fd);
   if (l->close_cb != NULL)
     l->close_cb(l->close_data);
@@ -254,9 +253,14 @@ static int start_listening(sj_listener_t *l) {
   reserve_descriptor(l->loop);
   if (listen(l->fd, SOMAXCONN) != 0)
     return -errno;
-  int rc = uv_poll_init_socket(l->loop, &l->poll, l->fd);
+  int rc = sj_watch_init_weak(&l->poller, l->loop);
   if (rc != 0)
     return rc;
+  rc = uv_poll_init_socket(l->loop, &l->poll, l->fd);
+  if (rc != 0) {
+    sj_watch_release(&l->poller);
+    return rc;
+  }
   uv_timer_init(l->loop, &l->retry);
   l->poll.data = l->retry.data = l;
   l->open_handles = 2;

@@ -76,8 +76,13 @@ sj_pair_t *sj__pair_new(sj_connector_t *c, sj_end_t *a, sj_end_t *b) {
 
 /* Called by an end's pump when its direction has ended. */
 void sj__pair_direction_ended(sj_pair_t *pair) {
-  if (++pair->ended == 2)
+  if (++pair->ended == 2) {
     sj__pair_close(pair, 0, 0);
+    return;
+  }
+  for (int i = 0; i < 2; i++)
+    if (!pair->end[i]->pump.ended)
+      sj_pump_dst_closes_at_end(&pair->end[i]->pump);
 }
 
 void sj__pair_drain(sj_pair_t *pair) {

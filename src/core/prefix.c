@@ -146,6 +146,10 @@ static int prefix_poll_start(sj_stream_t *s) {
   return sj_stream_poll_start(p->lower);
 }
 
+static void prefix_input_pending(sj_stream_t *s) {
+  sj_stream_input_pending(((prefix_t *)s)->lower);
+}
+
 static const sj_stream_ops_t prefix_ops = {
     .read_start = prefix_read_start,
     .read_stop = prefix_read_stop,
@@ -156,6 +160,7 @@ static const sj_stream_ops_t prefix_ops = {
     .unsent = prefix_unsent,
     .fileno = prefix_fileno,
     .poll_start = prefix_poll_start,
+    .input_pending = prefix_input_pending,
 };
 
 int sj_prefix_stream_new(sj_stream_t *lower, sj_chunk_t *chunks, int eof, sj_stream_t **out) {

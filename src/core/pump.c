@@ -76,6 +76,13 @@ static void maybe_end(sj_pump_t *p) {
       p->failed || p->closed)
     return;
   p->shutting = 1;
+  /* Closing a plain socket whose input has ended sends the same FIN. A
+   * layered stream (TLS, encrypt=) has its own end to say, so it always
+   * gets its shutdown. */
+  if (p->dst_closes && sj_stream_fileno(p->dst) >= 0) {
+    on_shutdown(p->dst, 0, p);
+    return;
+  }
   int rc = sj_stream_shutdown(p->dst, on_shutdown, p);
   if (rc == SJ_DONE)
     on_shutdown(p->dst, 0, p);
@@ -124,6 +131,8 @@ static void on_write(sj_stream_t *s, int status, void *arg) {
   advance(p, sj_chunk_remaining(p->head));
   flush(p);
 }
+
+void sj_pump_dst_closes_at_end(sj_pump_t *p) { p->dst_closes = 1; }
 
 /* Writes queued chunks: synchronously while the destination takes them, then
  * one asynchronous write for the rest of the head chunk. */
@@ -189,6 +198,11 @@ static void splice_step(sj_pump_t *p) {
                           p->hwm, SJ_SPLICE_BUDGET, &r);
   p->bytes_read += r.in;
   p->bytes_written += r.out;
+  /* Input left in the socket (the budget ran out, the destination was full,
+   * or splicing gave way to copying) is asked for again: an edge-triggered
+   * source would not say so a second time. */
+  if (!r.dry && !r.eof)
+    sj_stream_input_pending(p->src);
   if (rc < 0 && r.in == 0 &&
       (p->splicer->rd < 0 || rc == UV_EINVAL || rc == UV_ENOSYS || rc == UV_EPERM)) {
     /* No pipe to be had (out of descriptors), or splice refused for these
@@ -292,6 +306,8 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
   if (status == SJ_READABLE) {
     if (p->polling)
       splice_step(p);
+    else
+      sj_stream_input_pending(s);
     return;
   }
   if (status == UV_EOF) {

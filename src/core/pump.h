@@ -58,6 +58,7 @@ struct sj_pump {
   unsigned xf_flushed : 1; /* the transformer has seen the end      */
   unsigned writing : 1; /* a write to dst is in flight           */
   unsigned shutting : 1;
+  unsigned dst_closes : 1; /* dst is closed as soon as this direction ends */
   unsigned ended : 1;
   unsigned failed : 1;
   unsigned closed : 1;
@@ -70,6 +71,10 @@ int sj_pump_start(sj_pump_t *p, sj_stream_t *src, size_t hwm, sj_splicer_t *spli
 /* Gives the pump its destination and its transformer (NULL or one whose fn
  * is NULL: none), and writes what is already queued, transformed. */
 void sj_pump_connect(sj_pump_t *p, sj_stream_t *dst, const sj_transformer_t *xf);
+/* The other direction has ended, so dst will be closed the moment this one
+ * ends: a socket's close then says the end itself, and the shutdown that
+ * would say it first is skipped. */
+void sj_pump_dst_closes_at_end(sj_pump_t *p);
 /* Stops reading and treats src as ended: what was read is still delivered. */
 void sj_pump_finish_input(sj_pump_t *p);
 /* Detaches the pump before its streams close: no events from now on, the

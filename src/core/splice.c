@@ -37,12 +37,11 @@ static int open_pipe(sj_splicer_t *sp) {
 
 int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t step, size_t budget,
                    sj_splice_result_t *r) {
-  *r = (sj_splice_result_t){0, 0, 0, 0};
+  *r = (sj_splice_result_t){0};
   if (sp->rd < 0 && open_pipe(sp) != 0)
     return -errno;
   size_t in_pipe = 0;
-  int dry = 0;
-  while (!dry && !r->eof && r->in < budget) {
+  while (!r->dry && !r->eof && r->in < budget) {
     size_t want = step < sp->cap ? step : sp->cap;
     ssize_t n = splice(src, NULL, sp->wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
@@ -51,7 +50,7 @@ int sj_splice_move(sj_splicer_t *sp, int src, int dst, size_t step, size_t budge
     } else if (n == 0) {
       r->eof = 1;
     } else if (errno == EAGAIN) {
-      dry = 1;
+      r->dry = 1;
     } else if (errno != EINTR) {
       int err = -errno;
       r->stuck = in_pipe;

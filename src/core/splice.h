@@ -22,6 +22,7 @@ typedef struct {
   size_t out;   /* bytes given to the destination          */
   size_t stuck; /* bytes left in the pipe: destination full */
   int eof;      /* the source has ended                    */
+  int dry;      /* the source had no more input for now     */
 } sj_splice_result_t;
 
 void sj_splicer_init(sj_splicer_t *sp);

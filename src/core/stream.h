@@ -52,6 +52,10 @@ typedef struct {
    * read_stop ends both. */
   int (*fileno)(const sj_stream_t *s);
   int (*poll_start)(sj_stream_t *s);
+  /* Optional, for the same path: the caller stopped taking input before the
+   * socket ran dry, so readiness is to be reported again. Streams that
+   * report readiness for as long as input waits need not have it. */
+  void (*input_pending)(sj_stream_t *s);
 } sj_stream_ops_t;
 
 /* The on_read status of a readiness notification (see poll_start). */
@@ -87,6 +91,10 @@ static inline int sj_stream_fileno(const sj_stream_t *s) {
   return s->ops->fileno != NULL ? s->ops->fileno(s) : -1;
 }
 static inline int sj_stream_poll_start(sj_stream_t *s) { return s->ops->poll_start(s); }
+static inline void sj_stream_input_pending(sj_stream_t *s) {
+  if (s->ops->input_pending != NULL)
+    s->ops->input_pending(s);
+}
 /* in_flight: the size of the write in flight; without the op, all of it is
  * taken as unsent. */
 static inline size_t sj_stream_unsent(const sj_stream_t *s, size_t in_flight) {

@@ -3,6 +3,7 @@
 #include "client.h"
 #include "dial.h"
 #include "link.h"
+#include "sockstream.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -446,11 +447,18 @@ static void on_dialed(sj_dial_t *d, int status, sj_stream_t *s, void *data) {
     fail(c, status, "cannot reach the relay at %s: %s", where, sj_strerror(status));
     return;
   }
+  /* The client queues its own messages behind the owner's, so it writes
+   * through libuv's write queue. */
+  int rc = sj_sockstream_to_uv(s, &s);
+  if (rc != 0) {
+    fail(c, rc, "cannot use the connection to the relay: %s", sj_strerror(rc));
+    return;
+  }
   c->tcp = s;
   c->open_handles++;
   s->data = c;
   s->on_read = on_tcp_read;
-  int rc = sj_stream_read_start(s);
+  rc = sj_stream_read_start(s);
   if (rc != 0) {
     fail(c, rc, "cannot read from the relay: %s", sj_strerror(rc));
     return;
