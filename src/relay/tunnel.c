@@ -19,6 +19,7 @@ struct sj_tunnel {
   sj_pool_t pool; /* the link's and the channels' chunks */
   sj_connector_t *c;
   sj_stream_t *carrier; /* the relay link, until the mux takes it */
+  sj_stream_t *link;    /* the relay link the running mux is on   */
   sj_mux_t *mux;        /* while the tunnel is up                 */
   uv_timer_t retry;
   unsigned backoff_ms;
@@ -73,6 +74,7 @@ static void on_mux_end(sj_mux_t *m, int status, const char *why, void *data) {
   t->down_logged = 0;
   sj_mux_close(m);
   t->mux = NULL;
+  t->link = NULL; /* the ended mux still owns it, until its GOAWAY is out */
   retry_later(t);
 }
 
@@ -102,6 +104,7 @@ static void link_up(sj_tunnel_t *t, sj_stream_t *s) {
     retry_later(t);
     return;
   }
+  t->link = s;
   t->backoff_ms = t->o.retry_min_ms;
   tlog(t, SJ_LOG_INFO, "tunnel up: %s <-> %s through the relay at %s", t->name, t->peer,
        t->relay_text);
@@ -113,11 +116,16 @@ static void on_link(sj_stream_t *s, int status, const char *why, void *data) {
     link_up(t, s);
     return;
   }
-  if (t->mux != NULL) { /* under a running session: the mux ends next */
+  if (s == t->link) { /* under the running session: the mux ends next */
     tlog(t, SJ_LOG_ERROR, "tunnel down: %s", why);
     t->down_logged = 1;
     return;
   }
+  /* The link of a session that already ended, failing while its mux
+   * lingers to send a GOAWAY: that mux closes it, and the tunnel has moved
+   * on (a new attempt, or a new session, which this must not touch). */
+  if (s != t->carrier)
+    return;
   tlog(t, SJ_LOG_ERROR, "relay link: %s", why);
   t->carrier = NULL;
   sj_stream_close(s, 0, NULL);
@@ -267,6 +275,7 @@ void sj_tunnel_close(sj_tunnel_t *t) {
   if (t->mux != NULL)
     sj_mux_close(t->mux); /* the far end is told with a GOAWAY */
   t->mux = NULL;
+  t->link = NULL;
   if (t->carrier != NULL)
     sj_stream_close(t->carrier, 0, NULL);
   t->carrier = NULL;
