@@ -19,9 +19,11 @@ static void fail(sj_pump_t *p, int err) {
 }
 
 /* Splicing needs two plain sockets, an empty queue (order), and nobody who
- * wants to see the bytes. */
+ * wants to see the bytes. It also waits until the source has filled a whole
+ * chunk: for the few hundred bytes of a request or a reply, moving pages
+ * through a pipe costs more in the kernel than copying them. */
 static int can_splice(const sj_pump_t *p) {
-  return p->splicer != NULL && !p->no_splice && p->dst != NULL && p->head == NULL &&
+  return p->splicer != NULL && !p->no_splice && p->bulk && p->dst != NULL && p->head == NULL &&
          !p->writing && p->ev->on_chunk == NULL && p->xf.fn == NULL &&
          sj_stream_fileno(p->src) >= 0 &&
          sj_stream_fileno(p->dst) >= 0;
@@ -321,6 +323,8 @@ static void on_read(sj_stream_t *s, int status, sj_chunk_t *c) {
     return;
   }
   p->bytes_read += sj_chunk_remaining(c);
+  if (sj_chunk_remaining(c) == p->pool->size)
+    p->bulk = 1;
   int rc = take_chunk(p, c);
   if (rc != 0) {
     fail(p, rc);

@@ -54,6 +54,7 @@ struct sj_pump {
   unsigned reading : 1; /* a read is requested from src          */
   unsigned polling : 1; /* ... as readiness, for the splice path */
   unsigned no_splice : 1; /* no pipe could be had                */
+  unsigned bulk : 1;    /* a read has filled a whole chunk       */
   unsigned src_eof : 1; /* src ended (or the pump was told to stop) */
   unsigned xf_flushed : 1; /* the transformer has seen the end      */
   unsigned writing : 1; /* a write to dst is in flight           */

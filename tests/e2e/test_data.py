@@ -1,6 +1,8 @@
 """Data integrity: bulk transfer, early data, half-close, resets and
-backpressure, each through both relay paths: the zero-copy splice path
-(the default) and the copy path (--no-splice)."""
+backpressure, each through both relay configurations: the default, which
+splices (zero-copy) once a direction carries bulk data (a read has filled a
+whole buffer) and copies small exchanges, and --no-splice, which always
+copies. The bulk and backpressure tests are the ones that splice."""
 
 import os
 import select
