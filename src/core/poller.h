@@ -7,7 +7,7 @@
  * a descriptor is removed from epoll by hand before it is closed, and an
  * adopted socket is set non-blocking again. A relay making thousands of
  * connections a second pays for each of those. Here a socket is added once,
- * for input and output together, and leaves the set when it is closed: the
+ * for input and output together, and removed once before it is closed: the
  * watcher remembers what the last edge said, and the socket's owner asks
  * the kernel only when there is something to do.
  *
@@ -49,12 +49,13 @@ int sj_watch_init(sj_watch_t *w, uv_loop_t *loop);
 int sj_watch_init_weak(sj_watch_t *w, uv_loop_t *loop);
 /* Starts watching fd, edge-triggered for input and output. */
 int sj_watch_fd(sj_watch_t *w, int fd);
-/* Stops watching fd, which stays open (it is handed to someone else). */
+/* Stops watching fd. */
 int sj_watch_forget(sj_watch_t *w, int fd);
 /* Asks for on_deferred after this turn's events (once, however often asked). */
 void sj_watch_defer(sj_watch_t *w);
-/* Drops deferred work and the reference. Closing the descriptor, which the
- * owner does, is what takes it out of the epoll set. */
+/* Drops deferred work and the reference. The owner forgets its descriptor
+ * first (closing it does not remove it from the set while another process
+ * holds a copy). */
 void sj_watch_release(sj_watch_t *w);
 
 #endif

@@ -38,8 +38,6 @@ typedef struct {
   void *write_arg;
   /* A shutdown waiting for the write in flight. */
   unsigned shut_pending : 1;
-  unsigned shut_done : 1; /* finished; its callback is deferred */
-  int shut_status;
   sj_shutdown_cb shut_cb;
   void *shut_arg;
   /* A connect under way, or finished with its callback deferred. */
@@ -74,20 +72,20 @@ static ssize_t send_some(sockstream_t *ss, const char *buf, size_t want) {
 /* ---- deferred callbacks -------------------------------------------------- */
 
 static void finish_close(sockstream_t *ss) {
+  /* A connect that succeeded but was not yet reported is cancelled too: the
+   * stream is gone, so the owner must not take it for connected. */
   if (ss->connecting || ss->connect_done) {
-    int status = ss->connect_done ? ss->connect_status : UV_ECANCELED;
     ss->connecting = ss->connect_done = 0;
-    ss->connect_cb(&ss->base, status, ss->connect_arg);
+    ss->connect_cb(&ss->base, UV_ECANCELED, ss->connect_arg);
   }
   if (ss->writing || ss->write_done) {
     int status = ss->write_done ? ss->write_status : UV_ECANCELED;
     ss->writing = ss->write_done = 0;
     ss->write_cb(&ss->base, status, ss->write_arg);
   }
-  if (ss->shut_pending || ss->shut_done) {
-    int status = ss->shut_done ? ss->shut_status : UV_ECANCELED;
-    ss->shut_pending = ss->shut_done = 0;
-    ss->shut_cb(&ss->base, status, ss->shut_arg);
+  if (ss->shut_pending) {
+    ss->shut_pending = 0;
+    ss->shut_cb(&ss->base, UV_ECANCELED, ss->shut_arg);
   }
   if (ss->close_cb != NULL)
     ss->close_cb(&ss->base);
@@ -121,10 +119,6 @@ static void on_deferred(sj_watch_t *w) {
   }
   if (!ss->closing && ss->write_done)
     complete_write(ss);
-  if (!ss->closing && ss->shut_done) {
-    ss->shut_done = 0;
-    ss->shut_cb(&ss->base, ss->shut_status, ss->shut_arg);
-  }
   if (!ss->closing && ss->reading && ss->readable)
     do_read(ss);
 }
@@ -319,7 +313,10 @@ static void ss_close(sj_stream_t *s, int reset, sj_stream_close_cb cb) {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(ss->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
-  /* Closing takes the socket out of the epoll set too. */
+  /* Closing takes the socket out of the epoll set only when this is its
+   * last descriptor; a child between fork and exec may hold another, and
+   * the set would go on reporting to a stream that is gone. */
+  sj_watch_forget(&ss->watch, ss->fd);
   close(ss->fd);
   ss->fd = -1;
   sj_watch_defer(&ss->watch);
