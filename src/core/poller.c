@@ -11,9 +11,9 @@
 struct sj_poller {
   uv_loop_t *loop;
   int epfd;
-  int refs;    /* watches, plus one while a batch is dispatched */
-  int weak;    /* watches that do not keep the loop alive */
-  int handles; /* libuv handles not yet closed */
+  int refs;         /* watches, plus one while a batch is dispatched */
+  int weak;         /* watches that do not keep the loop alive */
+  int handles;      /* libuv handles not yet closed */
   uv_poll_t poll;   /* the epoll set's descriptor, in libuv's loop */
   uv_check_t check; /* runs deferred work after the loop's events */
   uv_idle_t idle;   /* keeps the loop from blocking while work is deferred */

@@ -10,8 +10,8 @@
 static int same_security(const sj_side_security_t *a, const sj_side_security_t *b) {
   return a->auth == b->auth && strcmp(a->auth_file, b->auth_file) == 0 && a->tls == b->tls &&
          strcmp(a->cert, b->cert) == 0 && strcmp(a->key, b->key) == 0 &&
-         strcmp(a->ca, b->ca) == 0 && strcmp(a->sni, b->sni) == 0 &&
-         a->no_verify == b->no_verify && strcmp(a->encrypt_file, b->encrypt_file) == 0;
+         strcmp(a->ca, b->ca) == 0 && strcmp(a->sni, b->sni) == 0 && a->no_verify == b->no_verify &&
+         strcmp(a->encrypt_file, b->encrypt_file) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -32,9 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sj_side_parse(canon, &again, err, sizeof err) != 0)
       abort();
     free(canon);
-    if (again.kind != spec.kind || again.port != spec.port ||
-        strcmp(again.host, spec.host) != 0 || strcmp(again.path, spec.path) != 0 ||
-        !same_security(&again.sec, &spec.sec))
+    if (again.kind != spec.kind || again.port != spec.port || strcmp(again.host, spec.host) != 0 ||
+        strcmp(again.path, spec.path) != 0 || !same_security(&again.sec, &spec.sec))
       abort();
   } else if (err[0] == '\0') {
     abort(); /* a refusal must say why */
