@@ -18,7 +18,7 @@ struct sj_poller {
   uv_check_t check; /* runs deferred work after the loop's events */
   uv_idle_t idle;   /* keeps the loop from blocking while work is deferred */
   sj_link_t deferred;
-  sj_poller_t *next; /* in this thread's list */
+  sj_poller_t *next; /* in the list of every loop's poller */
 };
 
 /* Every loop's poller. A loop may be set up on one thread and run on
