@@ -239,8 +239,9 @@ static void on_closed(uv_handle_t *h) {
 static void free_handle(uv_handle_t *h) { free(h); }
 
 /* libuv keeps one descriptor in reserve per loop, opened with the loop's
- * first stream handle. Making a handle now opens it at start, so the
- * process's descriptor count does not step up with the first connection. */
+ * first stream handle (accepted and dialled sockets are not libuv handles,
+ * but a relay link or a descriptor handed in is). Making a handle now opens
+ * it at start, so the process's descriptor count does not step up later. */
 static void reserve_descriptor(uv_loop_t *loop) {
   uv_tcp_t *probe = malloc(sizeof *probe);
   if (probe != NULL && uv_tcp_init(loop, probe) == 0)
