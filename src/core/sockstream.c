@@ -27,7 +27,6 @@ typedef struct {
   unsigned hup : 1;      /* an edge said the peer has finished (or failed) */
   unsigned connecting : 1;
   unsigned closing : 1;
-  unsigned reset : 1;
   /* The write in flight: the part not yet sent, and its callback. */
   const char *wbuf;
   size_t wleft;
@@ -40,9 +39,8 @@ typedef struct {
   unsigned shut_pending : 1;
   sj_shutdown_cb shut_cb;
   void *shut_arg;
-  /* A connect under way, or finished with its callback deferred. */
+  /* A connect under way, or made at once with its callback deferred. */
   unsigned connect_done : 1;
-  int connect_status;
   sj_connect_cb connect_cb;
   void *connect_arg;
   sj_stream_close_cb close_cb;
@@ -115,7 +113,7 @@ static void on_deferred(sj_watch_t *w) {
   }
   if (ss->connect_done) {
     ss->connect_done = 0;
-    ss->connect_cb(&ss->base, ss->connect_status, ss->connect_arg);
+    ss->connect_cb(&ss->base, 0, ss->connect_arg);
   }
   if (!ss->closing && ss->write_done)
     complete_write(ss);
@@ -394,7 +392,6 @@ int sj_sockstream_connect(uv_loop_t *loop, sj_pool_t *pool, const struct sockadd
     ;
   if (rc == 0) { /* at once (a Unix socket with room in its backlog) */
     ss->connect_done = 1;
-    ss->connect_status = 0;
     sj_watch_defer(&ss->watch);
   } else if (errno == EINPROGRESS) {
     ss->connecting = 1;
