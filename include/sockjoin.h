@@ -282,9 +282,12 @@ typedef struct {
   int no_splice; /* 1: never relay with splice(2); bytes always pass through
                     user space (the zero-copy path is used by default where
                     both ends are plain sockets and no traffic is logged) */
-  int reuse_port; /* 1: listening TCP sockets set SO_REUSEPORT, so that
-                     connectors on several threads can share one port (the
-                     kernel spreads connections among them) */
+  /* Listening sides accept from this connector's listening sockets
+   * instead of binding their own: connectors on several threads then serve
+   * one port, and whichever thread is free takes the next connection. It
+   * must stay open until sj_connector_new() returns; each connector then
+   * holds its own descriptor of the socket. */
+  const sj_connector_t *share_listener;
   /* A socket has this long to finish TLS, auth and the encryption
    * handshake (default 30); then it is refused. */
   double auth_timeout_s;

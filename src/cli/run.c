@@ -210,7 +210,7 @@ static int start_worker(run_t *run, int i, const sj_side_spec_t *a, const sj_sid
   opts.log_cb = on_log;
   opts.on_done = on_done;
   opts.data = w;
-  opts.reuse_port = run->n > 1;
+  opts.share_listener = i > 0 ? run->w[0].c : NULL; /* one port, one socket */
   sj_side_t failed = SJ_A;
   int rc = sj_connector_new(&w->c, &w->loop, a, b, &opts, &failed);
   if (rc != 0) {
@@ -221,16 +221,6 @@ static int start_worker(run_t *run, int i, const sj_side_spec_t *a, const sj_sid
     return rc;
   }
   return 0;
-}
-
-/* Later workers listen on the port the first one was given. */
-static void same_ports(run_t *run, sj_side_spec_t *spec) {
-  for (int side = 0; side < 2; side++) {
-    char addr[SJ_HOST_MAX + SJ_PATH_MAX];
-    int port = sj_connector_address(run->w[0].c, (sj_side_t)side, addr, sizeof addr);
-    if (spec[side].kind == SJ_SIDE_LISTEN && port > 0)
-      spec[side].port = port;
-  }
 }
 
 /* ---- the main thread ------------------------------------------------- */
@@ -299,16 +289,13 @@ int cli_run(cli_config_t *cfg) {
     return 1;
   uv_mutex_init(&run.lock);
   init_main(&run);
-  sj_side_spec_t spec[2] = {cfg->side[0], cfg->side[1]};
   for (int i = 0; i < run.n; i++) {
-    if (start_worker(&run, i, &spec[0], &spec[1]) != 0) {
+    if (start_worker(&run, i, &cfg->side[0], &cfg->side[1]) != 0) {
       abandon_workers(&run, i);
       close_main(&run);
       free(run.w);
       return 1;
     }
-    if (i == 0)
-      same_ports(&run, spec);
   }
   announce(run.w[0].c);
   for (int i = 0; i < run.n; i++)

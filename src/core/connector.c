@@ -697,8 +697,12 @@ static int open_side(sj_connector_t *c, sj_side_t side) {
   if (is_custom(s))
     return 0; /* fed by the caller, or opened per stream of the other side */
   if (is_listen(s)) {
-    int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, c->opts.reuse_port,
-                              on_accept, c, &c->listener[side]);
+    const sj_connector_t *other = c->opts.share_listener;
+    const sj_listener_t *shared = other != NULL ? other->listener[side] : NULL;
+    if (other != NULL && shared == NULL)
+      return UV_EINVAL; /* nothing listens on that side to share */
+    int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, shared, on_accept, c,
+                              &c->listener[side]);
     if (rc == 0)
       c->refs++;
     return rc;

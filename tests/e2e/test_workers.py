@@ -1,5 +1,5 @@
-"""--workers: several threads share the listening port (SO_REUSEPORT), each
-pairing what it accepts with its own outbound connection."""
+"""--workers: several threads accept from one listening socket, each pairing
+what it accepts with its own outbound connection."""
 
 import json
 import os
@@ -27,10 +27,11 @@ def test_workers_share_the_port_and_keep_connections_apart(sockjoin, servers):
         w.start()
     assert all(w.join_result(DEADLINE * 2) for w in workers)
     wait_for(lambda: len(sj.stderr_matches(r"pair \d+ closed")) == 40, what="40 pairs closed")
-    # The kernel spreads connections over both listeners (by a hash of the
-    # addresses: for 40 connections, one worker getting none has odds 2^-39).
-    assert sj.stderr_matches(r"^\S+ worker 1: pair \d+ formed")
-    assert sj.stderr_matches(r"^\S+ worker 2: pair \d+ formed")
+    # Which worker takes a connection is up to which is free first (the
+    # unit test of the shared listener shows that any of them can); every
+    # pair is one worker's.
+    formed = sj.stderr_matches(r"^\S+ worker [12]: pair \d+ formed")
+    assert len(formed) == 40
     sj.signal(signal.SIGTERM)
     assert sj.wait_exit() == 0
     stats = json.loads([l for l in sj.stderr_lines() if l.strip()][-1])

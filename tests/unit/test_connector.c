@@ -1304,6 +1304,51 @@ static void exchange(fx_t *fx, int fa, size_t na, int fb, size_t nb) {
   free(buf);
 }
 
+/* A connector on another loop (another thread, in the CLI) accepts from the
+ * first one's listening sockets: with only its loop running, it takes the
+ * connections made to the first one's ports, and the first one keeps
+ * listening after it has gone. */
+static void test_share_listener(void **state) {
+  fx_t *fx = *state;
+  start_server_to_server(fx);
+  void *other_state;
+  assert_int_equal(setup(&other_state), 0);
+  fx_t *other = other_state;
+  other->opts.share_listener = fx->c;
+  sj_side_spec_t a = side("listen:127.0.0.1:0"), b = side("listen:127.0.0.1:0");
+  assert_int_equal(sj_connector_new(&other->c, &other->loop, &a, &b, &other->opts, NULL), 0);
+  assert_int_equal(port_of(other, SJ_A), port_of(fx, SJ_A));
+  assert_int_equal(port_of(other, SJ_B), port_of(fx, SJ_B));
+
+  int ca = client(other, port_of(fx, SJ_A)), cb = client(other, port_of(fx, SJ_B));
+  WAIT_FOR(&other->loop, other->pair_calls == 1);
+  exchange(other, ca, 100000, cb, 5000);
+  assert_int_equal(fx->pair_calls, 0);
+  teardown(&other_state);
+
+  ca = client(fx, port_of(fx, SJ_A));
+  cb = client(fx, port_of(fx, SJ_B));
+  WAIT_FOR(&fx->loop, fx->pair_calls == 1);
+  exchange(fx, ca, 5000, cb, 100000);
+}
+
+/* Sharing needs a listening socket on every listening side. */
+static void test_share_listener_needs_one_per_side(void **state) {
+  fx_t *fx = *state;
+  int closed;
+  closed_port(fx, &closed);
+  sj_side_spec_t a = side("listen:127.0.0.1:0"), b = side("connect:127.0.0.1:%d", closed);
+  assert_int_equal(sj_connector_new(&fx->c, &fx->loop, &a, &b, &fx->opts, NULL), 0);
+  sj_options_t o = fx->opts;
+  o.share_listener = fx->c;
+  sj_side_spec_t both = side("listen:127.0.0.1:0");
+  sj_connector_t *c = NULL;
+  sj_side_t failed = SJ_A;
+  assert_int_equal(sj_connector_new(&c, &fx->loop, &both, &both, &o, &failed), UV_EINVAL);
+  assert_null(c);
+  assert_int_equal(failed, SJ_B);
+}
+
 static void test_stats(void **state) {
   fx_t *fx = *state;
   start_server_to_server(fx);
@@ -1608,6 +1653,8 @@ int main(void) {
       T(test_traffic_log_hex),
       T(test_traffic_log_off),
       T(test_own_loop),
+      T(test_share_listener),
+      T(test_share_listener_needs_one_per_side),
       T(test_stats),
       T(test_socket_to_socket_refused),
       T(test_socket_to_socket_one_side_refused),
