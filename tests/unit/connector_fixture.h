@@ -1,8 +1,8 @@
 /*
  * A connector on a caller-owned libuv loop, driven against real loopback
- * sockets, for the unit tests of verifiers and transformers. The helpers
- * are those of test_connector.c (same names and behaviour), plus a log of
- * the connector's lines, so that the tests can assert what was logged.
+ * sockets: the one fixture of the connector's unit tests (test_connector.c)
+ * and of those of verifiers and transformers. It keeps a log of the
+ * connector's lines, so that the tests can assert what was logged.
  *
  * The test's own sockets are plain POSIX sockets: connects to a listening
  * side complete in the kernel without the loop, and everything else is
@@ -47,11 +47,16 @@
 #define WAIT_MS 10000 /* every wait's deadline; generous for sanitizer builds */
 #define MAX_PAIRS_SEEN 64
 #define MAX_FDS 128
-#define MAX_LOG_LINES 256
 
 /* ---- time and the loop --------------------------------------------------- */
 
 FX_FN uint64_t mono_ms(void) { return uv_hrtime() / 1000000; }
+
+FX_FN int64_t wall_ms(void) {
+  uv_timeval64_t tv;
+  assert_int_equal(uv_gettimeofday(&tv), 0);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 
 /* Waits until the loop has an event or a timer due, or one of the extra
  * descriptors is ready, for at most 5 ms. */
@@ -94,23 +99,36 @@ FX_FN void run_for(uv_loop_t *loop, unsigned ms) {
 
 /* ---- the fixture --------------------------------------------------------- */
 
+/* A timer of the test's own on the connector's loop; teardown closes it
+ * if the test did not. */
+typedef struct {
+  uv_timer_t handle;
+  int used, fired, closed;
+} test_timer_t;
+
+FX_FN void on_test_timer(uv_timer_t *t) { ((test_timer_t *)t->data)->fired = 1; }
+FX_FN void on_test_timer_closed(uv_handle_t *h) { ((test_timer_t *)h->data)->closed = 1; }
+
 typedef struct {
   uv_loop_t loop;
+  test_timer_t timer;
   sj_connector_t *c;
   sj_options_t opts;
   int close_requested;
   int close_calls;
+  int close_in_done; /* on_done closes the connector, as the CLI does */
   int done_calls, done_status;
+  uint64_t done_at_ms;
   int pair_calls;
   sj_pair_info_t pairs[MAX_PAIRS_SEEN];
   int closed_calls;
   sj_pair_info_t closed[MAX_PAIRS_SEEN];
   int errors;
   char last_error[1024];
-  int n_log;
-  char *log[MAX_LOG_LINES]; /* INFO and ERROR lines, in order */
-  int fds[MAX_FDS];         /* test sockets to close at teardown */
-  void *user;               /* the test's own */
+  int n_log, cap_log;
+  char **log;       /* INFO and ERROR lines, in order */
+  int fds[MAX_FDS]; /* test sockets to close at teardown */
+  void *user;       /* the test's own */
 } fx_t;
 
 FX_FN void on_close(sj_connector_t *c, void *data) {
@@ -121,9 +139,13 @@ FX_FN void on_close(sj_connector_t *c, void *data) {
 
 FX_FN void on_done(sj_connector_t *c, int status, void *data) {
   fx_t *fx = data;
-  (void)c;
   fx->done_calls++;
   fx->done_status = status;
+  fx->done_at_ms = mono_ms();
+  if (fx->close_in_done && !fx->close_requested) {
+    fx->close_requested = 1;
+    sj_connector_close(c, on_close);
+  }
 }
 
 FX_FN void on_pair(sj_connector_t *c, const sj_pair_info_t *info, void *data) {
@@ -147,8 +169,15 @@ FX_FN void on_log(sj_connector_t *c, sj_log_level_t level, const char *msg, void
   (void)c;
   if (level == SJ_LOG_TRAFFIC)
     return;
-  if (fx->n_log < MAX_LOG_LINES)
-    fx->log[fx->n_log++] = strdup(msg);
+  /* Every line is kept: tests count them (fx_logged), so none may be lost. */
+  if (fx->n_log == fx->cap_log) {
+    fx->cap_log = fx->cap_log == 0 ? 256 : fx->cap_log * 2;
+    fx->log = realloc(fx->log, (size_t)fx->cap_log * sizeof *fx->log);
+    assert_non_null(fx->log);
+  }
+  fx->log[fx->n_log] = strdup(msg);
+  assert_non_null(fx->log[fx->n_log]);
+  fx->n_log++;
   if (level == SJ_LOG_ERROR) {
     fx->errors++;
     snprintf(fx->last_error, sizeof fx->last_error, "%s", msg);
@@ -197,14 +226,19 @@ FX_FN int fx_fd(fx_t *fx, int fd) {
   return -1;
 }
 
-FX_FN void fx_close_fd(fx_t *fx, int fd) {
+/* The descriptor is no longer the test's to close. */
+FX_FN void fx_forget_fd(fx_t *fx, int fd) {
   for (int i = 0; i < MAX_FDS; i++)
     if (fx->fds[i] == fd) {
       fx->fds[i] = -1;
-      close(fd);
       return;
     }
   fail_msg("fd %d is not a test socket", fd);
+}
+
+FX_FN void fx_close_fd(fx_t *fx, int fd) {
+  fx_forget_fd(fx, fd);
+  close(fd);
 }
 
 /* Closes the connector and runs the loop until its close callback has run.
@@ -234,6 +268,8 @@ FX_FN void fx_close_loop(fx_t *fx) {
 
 FX_FN int teardown(void **state) {
   fx_t *fx = *state;
+  if (fx->timer.used && !uv_is_closing((uv_handle_t *)&fx->timer.handle))
+    uv_close((uv_handle_t *)&fx->timer.handle, on_test_timer_closed);
   fx_close_connector(fx);
   for (int i = 0; i < MAX_FDS; i++)
     if (fx->fds[i] >= 0)
@@ -241,6 +277,7 @@ FX_FN int teardown(void **state) {
   fx_close_loop(fx);
   for (int i = 0; i < fx->n_log; i++)
     free(fx->log[i]);
+  free(fx->log);
   free(fx);
   return 0;
 }
@@ -275,6 +312,12 @@ FX_FN void start_server_to_server(fx_t *fx) {
 }
 
 FX_FN void stats_of(fx_t *fx, sj_stats_t *st) { sj_connector_stats(fx->c, st); }
+
+FX_FN uint64_t read_a(fx_t *fx) {
+  sj_stats_t st;
+  stats_of(fx, &st);
+  return st.bytes_read_a;
+}
 
 /* ---- test sockets -------------------------------------------------------- */
 
@@ -324,6 +367,17 @@ FX_FN int local_port(int fd) {
   socklen_t len = sizeof sin;
   assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
   return ntohs(sin.sin_port);
+}
+
+/* A socket bound to a loopback port but not listening: connects to that
+ * port are refused for as long as it stays open, and nobody else can take
+ * the port meanwhile. */
+FX_FN int closed_port(fx_t *fx, int *port) {
+  int fd = fx_fd(fx, tcp_socket());
+  struct sockaddr_in sin = loopback(0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  *port = local_port(fd);
+  return fd;
 }
 
 /* A non-blocking test listener on a loopback port. */
