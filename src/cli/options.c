@@ -54,8 +54,9 @@ const char cli_usage[] =
     "  --persist N               two connect: sides: keep N connections of the\n"
     "                            side with auth=/encrypt= standing, dial the other\n"
     "                            side when one comes alive, and replace it\n"
-    "  --workers N               N threads share the listening port (listen: with\n"
-    "                            connect: or unix: only; default 1)\n"
+    "  --workers N|auto          N threads (auto: one per CPU) accept from the\n"
+    "                            listening port (listen: with connect: or unix:\n"
+    "                            only; default 1)\n"
     "  --stats                   print stats as JSON on stderr at exit\n"
     "  -h, --help                this text\n"
     "  --version                 the version\n";
@@ -132,7 +133,10 @@ static int apply_valued(valued_opt_t opt, const char *v, cli_config_t *cfg) {
   case OPT_KEEPALIVE:
     return parse_keepalive(v, &cfg->opts.keepalive);
   case OPT_WORKERS:
-    if (cli_parse_count(v, 1, 64, 0, &n) != 0)
+    cfg->workers_auto = strcmp(v, "auto") == 0;
+    if (cfg->workers_auto) /* counted when the workers start */
+      return 0;
+    if (cli_parse_count(v, 1, CLI_WORKERS_MAX, 0, &n) != 0)
       return -1;
     cfg->workers = (int)n;
     return 0;
@@ -162,7 +166,7 @@ static const char *valued_hint(valued_opt_t opt) {
   case OPT_KEEPALIVE:
     return "expected IDLE,INTERVAL,COUNT (seconds up to 32767, probes up to 127)";
   case OPT_WORKERS:
-    return "expected a whole number from 1 to 64";
+    return "expected a whole number from 1 to 64, or auto";
   }
   return "";
 }
@@ -183,7 +187,7 @@ static int dials(sj_side_kind_t kind) { return kind == SJ_SIDE_CONNECT || kind =
  * own outbound connection: that needs a TCP listening side facing a
  * connecting one, and no rule that counts pairs across workers. */
 static cli_action_t check_workers(const cli_config_t *cfg, char *err, size_t errlen) {
-  if (cfg->workers <= 1)
+  if (cfg->workers <= 1 && !cfg->workers_auto) /* auto: the same rules on any machine */
     return CLI_RUN;
   sj_side_kind_t a = cfg->side[0].kind, b = cfg->side[1].kind;
   int dials = a == SJ_SIDE_CONNECT || a == SJ_SIDE_UNIX || b == SJ_SIDE_CONNECT || b == SJ_SIDE_UNIX;

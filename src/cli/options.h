@@ -7,11 +7,14 @@
 
 typedef enum { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_USAGE_ERROR } cli_action_t;
 
+#define CLI_WORKERS_MAX 64
+
 typedef struct {
   sj_options_t opts;
   sj_side_spec_t side[2];
   int stats;
-  int workers; /* threads, each with its own loop and connector */
+  int workers;      /* threads, each with its own loop and connector */
+  int workers_auto; /* --workers auto: one per CPU this process may use */
 } cli_config_t;
 
 /* Parses argv (argv[0] is the program). On CLI_USAGE_ERROR, err holds the

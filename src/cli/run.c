@@ -282,8 +282,17 @@ static void abandon_workers(run_t *run, int n) {
   }
 }
 
+/* --workers auto: one per CPU this process may use. */
+static int worker_count(const cli_config_t *cfg) {
+  if (cfg->workers_auto) {
+    unsigned cpus = uv_available_parallelism();
+    return cpus < CLI_WORKERS_MAX ? (int)cpus : CLI_WORKERS_MAX;
+  }
+  return cfg->workers > 0 ? cfg->workers : 1;
+}
+
 int cli_run(cli_config_t *cfg) {
-  run_t run = {.cfg = cfg, .n = cfg->workers > 0 ? cfg->workers : 1};
+  run_t run = {.cfg = cfg, .n = worker_count(cfg)};
   run.w = calloc((size_t)run.n, sizeof *run.w);
   if (run.w == NULL)
     return 1;

@@ -100,6 +100,8 @@ WORKER_CASES = [
      "sockjoin: --workers cannot be combined with --timeout"),
     (["--workers", "2", "--max-pairs", "3", "listen:0", "connect:h:1"],
      "sockjoin: --workers cannot be combined with --max-pairs"),
+    (["--workers", "auto", "listen:0", "listen:0"],
+     "sockjoin: --workers needs a listen: side and a connect: or unix: side"),
     (["--workers", "0", "listen:0", "connect:h:1"], "sockjoin: bad --workers '0'"),
     (["--workers", "65", "listen:0", "connect:h:1"], "sockjoin: bad --workers '65'"),
 ]

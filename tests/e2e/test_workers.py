@@ -54,3 +54,23 @@ def test_workers_bulk_integrity(sockjoin, servers, sockets):
     assert jobs[2].join_result(DEADLINE * 3) == (16 << 20, sha256(data_a))
     assert jobs[3].join_result(DEADLINE * 3) == (16 << 20, sha256(data_b))
     b.close()
+
+
+def test_workers_auto_runs_one_per_cpu(sockjoin, servers):
+    backend = servers(handler=echo_handler)
+    sj = sockjoin("--stats", "--workers", "auto", "listen:127.0.0.1:0", "connect:" + backend.addr)
+    # The main thread, and one worker per CPU this process may run on (the
+    # workers start just after the port is announced).
+    cpus = min(len(os.sched_getaffinity(0)), 64)
+    wait_for(lambda: len(os.listdir("/proc/%d/task" % sj.pid)) == 1 + cpus,
+             what="%d threads" % (1 + cpus))
+    for i in range(8):
+        s = connect_tcp(sj.addr("A"))
+        msg = b"auto %d" % i
+        s.sendall(msg)
+        assert recv_exact(s, len(msg)) == msg
+        s.close()
+    sj.signal(signal.SIGTERM)
+    assert sj.wait_exit() == 0
+    stats = json.loads([l for l in sj.stderr_lines() if l.strip()][-1])
+    assert stats["pairs"] == 8

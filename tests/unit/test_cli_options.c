@@ -165,8 +165,18 @@ static void test_workers(void **state) {
   assert_int_equal(cfg.workers, 64);
   assert_int_equal(PARSE(&cfg, "--workers", "2", "unix:/a", "listen:0"), CLI_RUN);
   assert_int_equal(PARSE(&cfg, "--workers=1", "listen:0", "listen:0"), CLI_RUN); /* any mode */
-  PARSE_ERR("bad --workers '0': expected a whole number from 1 to 64", "--workers", "0", A_SIDE,
-            B_SIDE);
+  PARSE_RUN(&cfg, "--workers", "auto"); /* counted when the workers start */
+  assert_int_equal(cfg.workers_auto, 1);
+  PARSE_ERR("bad --workers '0': expected a whole number from 1 to 64, or auto", "--workers",
+            "0", A_SIDE, B_SIDE);
+  PARSE_ERR("bad --workers 'Auto': expected a whole number from 1 to 64, or auto", "--workers",
+            "Auto", A_SIDE, B_SIDE);
+  /* auto follows the rules of more than one worker even on one CPU, so
+   * that a command line is valid or not whatever machine it runs on */
+  PARSE_ERR("--workers needs a listen: side and a connect: or unix: side", "--workers", "auto",
+            "listen:0", "listen:0");
+  PARSE_ERR("--workers cannot be combined with --max-pairs", "--workers", "auto", "--max-pairs",
+            "1", A_SIDE, B_SIDE);
   PARSE_ERR("--workers needs a listen: side and a connect: or unix: side", "--workers", "2",
             "listen:0", "listen:0");
   PARSE_ERR("--workers needs a listen: side and a connect: or unix: side", "--workers", "2",
