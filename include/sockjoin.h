@@ -282,11 +282,14 @@ typedef struct {
   int no_splice; /* 1: never relay with splice(2); bytes always pass through
                     user space (the zero-copy path is used by default where
                     both ends are plain sockets and no traffic is logged) */
-  /* Listening sides accept from this connector's listening sockets
+  /* Listening sides accept from this connector's listening TCP sockets
    * instead of binding their own: connectors on several threads then serve
-   * one port, and whichever thread is free takes the next connection. It
-   * must stay open until sj_connector_new() returns; each connector then
-   * holds its own descriptor of the socket. */
+   * one port, and whichever thread is free takes the next connection. Only
+   * listen: sides share (a socket file stays its maker's), and the other
+   * connector must listen on the same sides; otherwise UV_EINVAL. Accepted
+   * sockets get the other's socket options (keep-alive). Create before the
+   * other connector's loop runs, or on its thread; each connector then
+   * holds its own descriptor of the socket and may close in any order. */
   const sj_connector_t *share_listener;
   /* A socket has this long to finish TLS, auth and the encryption
    * handshake (default 30); then it is refused. */

@@ -692,21 +692,32 @@ void sj_connector_close(sj_connector_t *c, sj_close_cb cb) {
 
 /* ---- creation ------------------------------------------------------------ */
 
+/* A listening side: its own socket, or the TCP port of the connector it
+ * shares with (a socket file is not shared: the connector that made it
+ * removes it when it closes). */
+static int open_listener(sj_connector_t *c, sj_side_t side) {
+  const sj_side_spec_t *s = &c->spec[side];
+  const sj_connector_t *other = c->opts.share_listener;
+  const sj_listener_t *shared = NULL;
+  if (other != NULL) {
+    if (s->kind != SJ_SIDE_LISTEN || other->spec[side].kind != SJ_SIDE_LISTEN ||
+        other->listener[side] == NULL)
+      return UV_EINVAL;
+    shared = other->listener[side];
+  }
+  int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, shared, on_accept, c,
+                            &c->listener[side]);
+  if (rc == 0)
+    c->refs++;
+  return rc;
+}
+
 static int open_side(sj_connector_t *c, sj_side_t side) {
   const sj_side_spec_t *s = &c->spec[side];
   if (is_custom(s))
     return 0; /* fed by the caller, or opened per stream of the other side */
-  if (is_listen(s)) {
-    const sj_connector_t *other = c->opts.share_listener;
-    const sj_listener_t *shared = other != NULL ? other->listener[side] : NULL;
-    if (other != NULL && shared == NULL)
-      return UV_EINVAL; /* nothing listens on that side to share */
-    int rc = sj_listener_open(c->loop, &c->pool, s, &c->opts.keepalive, shared, on_accept, c,
-                              &c->listener[side]);
-    if (rc == 0)
-      c->refs++;
-    return rc;
-  }
+  if (is_listen(s))
+    return open_listener(c, side);
   if (c->opts.persist > 0)
     return side == standing_side(c) ? top_up_standing(c) : 0;
   if (!c->single)
@@ -753,6 +764,10 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
   if ((is_custom(a) || is_custom(b)) && (c->single || c->opts.persist > 0)) {
     free(c);
     return SJ_EMODE; /* a tunnel's sides pair per stream, never just once */
+  }
+  if (c->opts.share_listener != NULL && a->kind != SJ_SIDE_LISTEN && b->kind != SJ_SIDE_LISTEN) {
+    free(c);
+    return UV_EINVAL; /* no TCP port to share */
   }
   if (c->opts.persist > 0)
     c->single = 0;
@@ -804,6 +819,7 @@ int sj_connector_new(sj_connector_t **out, uv_loop_t *loop, const sj_side_spec_t
       return rc;
     }
   }
+  c->opts.share_listener = NULL; /* used once, not kept */
   if (c->opts.timeout_s > 0)
     uv_timer_start(&c->grace, on_grace, (uint64_t)(c->opts.timeout_s * 1000), 0);
   update_accepting(c);

@@ -33,7 +33,10 @@
  * about 7% more connections per second than batches of 64, where one loop
  * took a whole backlog while the other sat idle, and than SO_REUSEPORT,
  * whose hash hands a connection to a loop whether it is busy or not. A lone
- * loop measured the same with either batch.
+ * loop measured the same with either batch. The price: every idle loop
+ * wakes for each new connection (libuv's poll has no EPOLLEXCLUSIVE), and
+ * all but one find nothing; that grows with the number of workers, and was
+ * measured here with two only.
  */
 #define SJ_ACCEPT_BATCH 4      /* per readiness event */
 #define SJ_ACCEPT_RETRY_MS 250 /* after running out of descriptors */

@@ -137,8 +137,8 @@ int sj_xserver_new(sj_xserver_t **out, uv_loop_t *loop, const sj_side_spec_t *li
     rc = UV_ENOTSUP;
   }
   if (rc == 0) {
-    rc = sj_listener_open(loop, &srv->pool, &srv->listen, &srv->opts.keepalive, 0, on_accept, srv,
-                          &srv->listener);
+    rc = sj_listener_open(loop, &srv->pool, &srv->listen, &srv->opts.keepalive, NULL, on_accept,
+                          srv, &srv->listener);
     if (rc != 0) {
       char where[SJ_HOST_MAX + 16];
       listen_text(&srv->listen, where, sizeof where);

@@ -159,8 +159,8 @@ int sj_relay_server_new(sj_relay_server_t **out, uv_loop_t *loop, const sj_side_
   sj_list_init(&srv->clients);
   sj_list_init(&srv->ready);
   sj_list_init(&srv->dirty);
-  int rc = sj_listener_open(loop, &srv->pool, &srv->spec, &srv->opts.keepalive, 0, on_accept, srv,
-                            &srv->listener);
+  int rc = sj_listener_open(loop, &srv->pool, &srv->spec, &srv->opts.keepalive, NULL, on_accept,
+                            srv, &srv->listener);
   if (rc != 0) {
     free(srv);
     return rc;

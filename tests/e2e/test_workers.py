@@ -9,10 +9,37 @@ from conftest import (DEADLINE, Worker, connect_tcp, echo_handler, recv_exact,
                       recv_hash_until_eof, send_all_then_shutdown, sha256, wait_for)
 
 
+def listening_inodes(port):
+    """Inodes of the IPv4 sockets listening on port (from /proc/net/tcp)."""
+    inodes = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+                inodes.append(fields[9])
+    return inodes
+
+
+def descriptors_of(pid, inode):
+    """How many of pid's descriptors are the socket with this inode."""
+    target = "socket:[%s]" % inode
+    count = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            count += os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target
+        except OSError:
+            pass
+    return count
+
+
 def test_workers_share_the_port_and_keep_connections_apart(sockjoin, servers):
     backend = servers(handler=echo_handler)
     sj = sockjoin("-v", "--stats", "--workers", "2", "listen:127.0.0.1:0",
                   "connect:" + backend.addr)
+    # One listening socket, held by both workers: whichever is free accepts.
+    inodes = listening_inodes(sj.addr("A")[1])
+    assert len(inodes) == 1
+    assert descriptors_of(sj.pid, inodes[0]) == 2
     clients = [connect_tcp(sj.addr("A")) for _ in range(40)]
 
     def talk(s, i):
@@ -60,7 +87,8 @@ def test_workers_auto_runs_one_per_cpu(sockjoin, servers):
     backend = servers(handler=echo_handler)
     sj = sockjoin("--stats", "--workers", "auto", "listen:127.0.0.1:0", "connect:" + backend.addr)
     # The main thread, and one worker per CPU this process may run on (the
-    # workers start just after the port is announced).
+    # workers start just after the port is announced). libuv 1.44 counts
+    # the CPUs of the affinity mask; later versions also heed cgroup quotas.
     cpus = min(len(os.sched_getaffinity(0)), 64)
     wait_for(lambda: len(os.listdir("/proc/%d/task" % sj.pid)) == 1 + cpus,
              what="%d threads" % (1 + cpus))

@@ -845,7 +845,8 @@ static void test_share_listener(void **state) {
   exchange(fx, ca, 5000, cb, 100000);
 }
 
-/* Sharing needs a listening socket on every listening side. */
+/* Sharing needs the other connector's TCP listening socket on every
+ * listening side, and at least one such side. */
 static void test_share_listener_needs_one_per_side(void **state) {
   fx_t *fx = *state;
   int closed;
@@ -860,6 +861,22 @@ static void test_share_listener_needs_one_per_side(void **state) {
   assert_int_equal(sj_connector_new(&c, &fx->loop, &both, &both, &o, &failed), UV_EINVAL);
   assert_null(c);
   assert_int_equal(failed, SJ_B);
+
+  /* A socket file is not shared, and neither is a port with a side that
+   * does not listen on TCP. */
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/sj-share-%d.sock", (int)getpid());
+  sj_side_spec_t file = side("unix-listen:%s", path);
+  failed = SJ_B;
+  assert_int_equal(sj_connector_new(&c, &fx->loop, &file, &both, &o, &failed), UV_EINVAL);
+  assert_null(c);
+  assert_int_equal(failed, SJ_A);
+  assert_int_equal(access(path, F_OK), -1); /* nothing was bound */
+
+  /* Nothing listens here at all: nothing to share with. */
+  sj_side_spec_t out = side("connect:127.0.0.1:%d", closed);
+  assert_int_equal(sj_connector_new(&c, &fx->loop, &out, &b, &o, NULL), UV_EINVAL);
+  assert_null(c);
 }
 
 static void test_stats(void **state) {
