@@ -263,6 +263,7 @@ static int ch_shutdown(sj_stream_t *s, sj_shutdown_cb cb, void *arg) {
  * tunnel's connect failed): its RESET says it was refused. */
 static void settle_peer(sj_mux_channel_t *ch, int reset, int cut_short) {
   ch->window_pending = 0;
+  sj__mux_unwant_send(ch);
   if (ch->m->ended || ch->send_over)
     return;
   int clean = !reset && !cut_short && ch->fin_received && (ch->fin_sent || ch->fin_pending);

@@ -115,6 +115,10 @@ void sj__mux_remove(sj_mux_channel_t *ch);
 void sj__mux_kick(sj_mux_t *m);
 /* The channel may have something to send: it joins the turn order. */
 void sj__mux_want_send(sj_mux_channel_t *ch);
+/* Out of the turn order if nothing is left to send (a channel queued for a
+ * WINDOW and then closed): left there, it would hold the head of the queue
+ * with nothing to send, and every channel behind it would wait for ever. */
+void sj__mux_unwant_send(sj_mux_channel_t *ch);
 /* A refusal of a channel the peer opened (RESET REFUSED). */
 int sj__mux_refuse(sj_mux_t *m, uint32_t id);
 /* Copies up to len bytes of a channel's data into the output at once, if

@@ -22,6 +22,11 @@ void sj__mux_want_send(sj_mux_channel_t *ch) {
     sj_list_push(&ch->m->sendq, &ch->send_link);
 }
 
+void sj__mux_unwant_send(sj_mux_channel_t *ch) {
+  if (!sendable(ch))
+    sj_list_remove(&ch->send_link);
+}
+
 int sj__mux_refuse(sj_mux_t *m, uint32_t id) {
   if (m->n_refused == SJ_MUX_REFUSE_MAX)
     return UV_ENOBUFS;
@@ -154,8 +159,11 @@ static void fill(sj_mux_t *m) {
     sj_list_remove(&ch->send_link);
     int more = take_turn(m, ch);
     if (m->out_len == before) {
-      push_front(&m->sendq, &ch->send_link);
-      break; /* no room for the next turn */
+      if (sendable(ch)) {
+        push_front(&m->sendq, &ch->send_link);
+        break; /* no room for the next turn */
+      }
+      more = 0; /* nothing left to send, and never will be: out of the queue */
     }
     if (more)
       sj_list_push(&m->sendq, &ch->send_link);

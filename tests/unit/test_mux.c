@@ -1092,6 +1092,58 @@ static void test_window_updates_are_batched(void **state) {
   WAIT_FOR(&fx->loop, e->closed == 2);
 }
 
+/* A channel queued to send a WINDOW and then closed cleanly has nothing
+ * left to send: it must leave the turn order, or it holds the head of the
+ * queue and every channel behind it waits for ever (seen as a stalled
+ * tunnel over a lossy link, where the output is often full). */
+static void test_closed_channel_leaves_the_turn_order(void **state) {
+  fx_t *fx = *state;
+  sj_mux_options_t o;
+  mux_opts(fx, &o, 1);
+  start_raw(fx, &o);
+  raw_seen_t seen;
+  memset(&seen, 0, sizeof seen);
+  sj_mux_parser_init(&seen.parser);
+  static uint8_t f[SJ_MUX_HEADER_LEN + SJ_MUX_GRANT];
+  size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
+  n += sj_mux_put_u32(f + n, SJ_MUX_OPEN, 4, 0);
+  n += sj_mux_put_u32(f + n, SJ_MUX_WINDOW, 2, 2 * MIB); /* the busy one may send 2 MiB more */
+  raw_send(fx, f, n);
+  WAIT_FOR(&fx->loop, fx->n_accepted[0] == 2);
+  end_t *busy = &fx->ends[0][0], *quiet = &fx->ends[0][1];
+  end_attach(busy, fx->accepted[0][0], 7, 7);
+  end_attach(quiet, fx->accepted[0][1], 9, 9);
+  sj_stream_read_start(busy->s);
+  sj_stream_read_start(quiet->s);
+  /* The quiet channel has finished sending before the output fills. */
+  end_send(quiet, 0, 1);
+  RAW_WAIT_FOR(fx, &seen, seen.frames[SJ_MUX_FIN] == 1);
+  /* The busy one fills the output, which nobody reads for now. */
+  end_send(busy, 2 * MIB, 0);
+  WAIT_FOR(&fx->loop, busy->tx_done > 0); /* its first write is out */
+  /* A quarter window taken by the quiet channel's reader: its WINDOW
+   * waits behind the busy channel's turn. Then its peer finishes too. */
+  n = sj_mux_put_header(f, SJ_MUX_DATA, 4, SJ_MUX_GRANT);
+  gen_t g;
+  gen_init(&g, 9);
+  for (size_t i = 0; i < SJ_MUX_GRANT; i++)
+    f[n + i] = gen_byte(&g);
+  raw_send(fx, f, n + SJ_MUX_GRANT);
+  WAIT_FOR(&fx->loop, quiet->rx_bytes == SJ_MUX_GRANT);
+  n = sj_mux_put_header(f, SJ_MUX_FIN, 4, 0);
+  raw_send(fx, f, n);
+  WAIT_FOR(&fx->loop, quiet->eof);
+  end_close(quiet, 0); /* both ways ended: a clean close, nothing to say */
+  WAIT_FOR(&fx->loop, quiet->closed == 2);
+  /* Now the output drains: all of the busy channel's data comes out. */
+  RAW_WAIT_FOR(fx, &seen, seen.data_bytes == 2 * MIB);
+  assert_false(quiet->mismatch);
+  assert_int_equal(seen.frames[SJ_MUX_RESET], 0);
+  end_close(busy, 1);
+  fx_close_mux(fx, 0);
+  WAIT_FOR(&fx->loop, busy->closed == 2);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* as the CLI does: a write to a closed peer fails instead */
   const struct CMUnitTest tests[] = {
@@ -1100,6 +1152,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_16mib_each_way_on_many_channels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_two_hundred_channels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stalled_channel_beside_busy_one, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_closed_channel_leaves_the_turn_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_opens_behind_a_full_output_stay_in_order, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_connector_joins_channels_to_sockets, setup, teardown),
