@@ -385,6 +385,19 @@ typedef struct {
   int eof;
 } raw_seen_t;
 
+static void raw_seen_init(raw_seen_t *seen) {
+  memset(seen, 0, sizeof *seen);
+  sj_mux_parser_init(&seen->parser);
+}
+
+/* A DATA frame on channel id of the next len bytes of g; returns its size. */
+static size_t put_gen_data(uint8_t *f, uint32_t id, size_t len, gen_t *g) {
+  size_t n = sj_mux_put_header(f, SJ_MUX_DATA, id, (uint32_t)len);
+  for (size_t i = 0; i < len; i++)
+    f[n + i] = gen_byte(g);
+  return n + len;
+}
+
 static void raw_drain(fx_t *fx, raw_seen_t *seen) {
   char buf[65536];
   for (;;) {
@@ -925,8 +938,7 @@ static void test_heartbeat_finds_a_silent_peer(void **state) {
   o.idle_timeout_ms = 400;
   start_raw(fx, &o);
   raw_seen_t seen;
-  memset(&seen, 0, sizeof seen);
-  sj_mux_parser_init(&seen.parser);
+  raw_seen_init(&seen);
   uint64_t start = mono_ms();
   /* Answering pings is not needed: any frame counts as a sign of life. */
   RAW_WAIT_FOR(fx, &seen, seen.frames[SJ_MUX_PING] >= 3);
@@ -964,8 +976,7 @@ static void expect_protocol_error(fx_t *fx, const void *frames, size_t len, cons
   mux_opts(fx, &o, 1);
   start_raw(fx, &o);
   raw_seen_t seen;
-  memset(&seen, 0, sizeof seen);
-  sj_mux_parser_init(&seen.parser);
+  raw_seen_init(&seen);
   raw_send(fx, frames, len);
   RAW_WAIT_FOR(fx, &seen, fx->ended[0] == 1 && seen.eof);
   assert_int_equal(fx->status[0], UV_EPROTO);
@@ -1025,8 +1036,7 @@ static void test_frames_for_closed_channel_are_dropped(void **state) {
   mux_opts(fx, &o, 1);
   start_raw(fx, &o);
   raw_seen_t seen;
-  memset(&seen, 0, sizeof seen);
-  sj_mux_parser_init(&seen.parser);
+  raw_seen_init(&seen);
   uint8_t f[64];
   size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
   raw_send(fx, f, n);
@@ -1060,8 +1070,7 @@ static void test_window_updates_are_batched(void **state) {
   mux_opts(fx, &o, 0);
   start_raw(fx, &o);
   raw_seen_t seen;
-  memset(&seen, 0, sizeof seen);
-  sj_mux_parser_init(&seen.parser);
+  raw_seen_init(&seen);
   static uint8_t f[SJ_MUX_HEADER_LEN + SJ_MUX_PAYLOAD_MAX];
   size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 1, 0);
   raw_send(fx, f, n);
@@ -1076,10 +1085,7 @@ static void test_window_updates_are_batched(void **state) {
   while (sent < MIB) {
     RAW_WAIT_FOR(fx, &seen, (credit = SJ_MUX_INITIAL_WINDOW + seen.window_total - sent) > 0);
     size_t k = credit < SJ_MUX_PAYLOAD_MAX ? (size_t)credit : SJ_MUX_PAYLOAD_MAX;
-    n = sj_mux_put_header(f, SJ_MUX_DATA, 1, (uint32_t)k);
-    for (size_t i = 0; i < k; i++)
-      f[n + i] = gen_byte(&g);
-    raw_send(fx, f, n + k);
+    raw_send(fx, f, put_gen_data(f, 1, k, &g));
     sent += k;
   }
   WAIT_FOR(&fx->loop, e->rx_bytes == MIB);
@@ -1102,8 +1108,7 @@ static void test_closed_channel_leaves_the_turn_order(void **state) {
   mux_opts(fx, &o, 1);
   start_raw(fx, &o);
   raw_seen_t seen;
-  memset(&seen, 0, sizeof seen);
-  sj_mux_parser_init(&seen.parser);
+  raw_seen_init(&seen);
   static uint8_t f[SJ_MUX_HEADER_LEN + SJ_MUX_GRANT];
   size_t n = sj_mux_put_u32(f, SJ_MUX_OPEN, 2, 0);
   n += sj_mux_put_u32(f + n, SJ_MUX_OPEN, 4, 0);
@@ -1123,12 +1128,9 @@ static void test_closed_channel_leaves_the_turn_order(void **state) {
   WAIT_FOR(&fx->loop, busy->tx_done > 0); /* its first write is out */
   /* A quarter window taken by the quiet channel's reader: its WINDOW
    * waits behind the busy channel's turn. Then its peer finishes too. */
-  n = sj_mux_put_header(f, SJ_MUX_DATA, 4, SJ_MUX_GRANT);
   gen_t g;
   gen_init(&g, 9);
-  for (size_t i = 0; i < SJ_MUX_GRANT; i++)
-    f[n + i] = gen_byte(&g);
-  raw_send(fx, f, n + SJ_MUX_GRANT);
+  raw_send(fx, f, put_gen_data(f, 4, SJ_MUX_GRANT, &g));
   WAIT_FOR(&fx->loop, quiet->rx_bytes == SJ_MUX_GRANT);
   n = sj_mux_put_header(f, SJ_MUX_FIN, 4, 0);
   raw_send(fx, f, n);
